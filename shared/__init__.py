@@ -1,0 +1,1 @@
+"""Code every Redress service shares: contracts, bus, database, delivery, settings."""
