@@ -1,0 +1,1 @@
+"""Unit tests of loyalty's pure rules."""
