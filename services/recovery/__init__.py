@@ -1,0 +1,1 @@
+"""Recovery: compensation by customer tier, approvals, budgets, offers and incident-wide recovery."""
