@@ -1,0 +1,1 @@
+"""Routing service: severity tiers, SLA clocks, escalation ladders and case queues."""
