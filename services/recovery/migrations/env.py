@@ -2,7 +2,6 @@
 
 from services.recovery.models import metadata
 from services.recovery.settings import Settings
-
 from shared.migrate import run_env
 
 run_env(metadata, Settings)

@@ -1,0 +1,1 @@
+"""Redress services; each runs as its own process and shares only shared/."""

@@ -1,0 +1,1 @@
+"""Intake: one front door for every channel, turning native payloads into normalized, classified complaints."""

@@ -1,0 +1,1 @@
+"""The ``redress`` operator command-line tool."""

@@ -1,0 +1,239 @@
+"""Idempotent event consumers: inbox in the effect's transaction, offsets committed after it.
+
+Each service runs one consumer group (``redress-<service>``). A fetched batch of one partition is
+handled in one transaction (fast path); if anything in it fails, its events are handled one by one
+with bounded retries and backoff, and an event that still fails goes to the dead-letter topic with
+the error, so the consumer keeps going. Infrastructure errors (database or broker unreachable) are
+not the event's fault: they are retried until the infrastructure is back, never dead-lettered.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.bus import KafkaBus, assignors
+from shared.db import Database, insert_ignore, utcnow
+from shared.envelope import Envelope, MalformedEvent, from_kafka
+from shared.events import EventData
+from shared.logs import correlation_id_var
+from shared.metrics import CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_LATENCY, INBOX_DUPLICATES
+from shared.outbox import Emitter
+from shared.settings import ServiceSettings
+from shared.topics import Topic
+from shared.transient import is_transient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets: the open transaction and a way to emit events caused by this one."""
+
+    conn: AsyncConnection
+    envelope: Envelope
+    emitter: Emitter
+
+    async def emit(self, data: EventData, *, subject: str | None) -> Envelope:
+        """Emit an event in this transaction, carrying the correlation and causation ids."""
+        return await self.emitter.emit(
+            self.conn,
+            data,
+            subject=subject,
+            correlation_id=self.envelope.correlationid,
+            causation_id=self.envelope.id,
+            traceparent=self.envelope.traceparent,
+        )
+
+
+Handler = Callable[[HandlerContext, EventData], Awaitable[None]]
+
+
+@dataclass
+class _Item:
+    record: ConsumerRecord
+    envelope: Envelope | None
+    payload: EventData | None
+    error: str | None
+
+
+class EventConsumer:
+    """Consumes the given topics for one service and dispatches events to handlers by type."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: ServiceSettings,
+        db: Database,
+        bus: KafkaBus,
+        emitter: Emitter,
+        handlers: dict[str, Handler],
+        topics: list[str],
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.emitter = emitter
+        self.handlers = handlers
+        self.topics = topics
+        self._stopping = False
+        self.consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group shared by every replica of this service."""
+        return f"redress-{self.service}"
+
+    def stop(self) -> None:
+        """Finish and commit the batch in hand, then leave the group."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Consume until stopped, reconnecting to the broker when it goes away."""
+        while not self._stopping:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s restarting after error: %s", self.group_id, exc)
+                await asyncio.sleep(1)
+
+    async def _consume(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            max_poll_records=self.settings.kafka_max_batch,
+            partition_assignment_strategy=assignors(self.settings.kafka_assignor_delay_ms),
+            metadata_max_age_ms=5_000,
+        )
+        await self.consumer.start()
+        try:
+            while not self._stopping:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.kafka_max_batch)
+                for tp, records in batches.items():
+                    await self.process(records)
+                    next_offset = records[-1].offset + 1
+                    await self.consumer.commit({tp: next_offset})
+                    self._record_lag(tp, next_offset)
+        finally:
+            await self.consumer.stop()
+
+    def _record_lag(self, tp: TopicPartition, next_offset: int) -> None:
+        end = self.consumer.highwater(tp) if self.consumer else None
+        if end is not None:
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, end - next_offset))
+
+    async def process(self, records: list[ConsumerRecord]) -> None:
+        """Handle one partition's records: all in one transaction, or one by one after a failure."""
+        items = [self._decode(r) for r in records]
+        for item in items:
+            if item.error:
+                await self._dead_letter(item, item.error)
+        todo = [i for i in items if i.payload is not None]
+        if not todo:
+            return
+        try:
+            await self._handle_in_one_transaction(todo)
+        except Exception as exc:
+            if is_transient(exc):
+                await self._retry_until_available(todo)
+                return
+            log.info("batch of %d failed (%s); handling one by one", len(todo), exc)
+            for item in todo:
+                await self._handle_with_retries(item)
+
+    def _decode(self, record: ConsumerRecord) -> _Item:
+        try:
+            env = from_kafka(record.key, record.value, record.headers)
+        except MalformedEvent as exc:
+            return _Item(record, None, None, str(exc))
+        if env.type not in self.handlers:
+            return _Item(record, env, None, None)
+        try:
+            return _Item(record, env, env.payload(), None)
+        except MalformedEvent as exc:
+            return _Item(record, env, None, str(exc))
+
+    async def _handle_in_one_transaction(self, items: list[_Item]) -> None:
+        async with self.db.transaction() as conn:
+            for item in items:
+                await self._handle(conn, item)
+
+    async def _handle(self, conn: AsyncConnection, item: _Item) -> None:
+        env, payload = item.envelope, item.payload
+        assert env is not None and payload is not None
+        claimed = await insert_ignore(
+            conn,
+            self.db.tables.inbox,
+            {"consumer": self.group_id, "event_id": env.id, "event_type": env.type, "processed_at": utcnow()},
+        )
+        if not claimed:
+            INBOX_DUPLICATES.labels(type=env.type).inc()
+            return
+        token = correlation_id_var.set(env.correlationid)
+        started = time.perf_counter()
+        try:
+            await self.handlers[env.type](HandlerContext(conn, env, self.emitter), payload)
+        finally:
+            correlation_id_var.reset(token)
+        HANDLER_LATENCY.labels(type=env.type).observe(time.perf_counter() - started)
+        EVENTS_CONSUMED.labels(type=env.type).inc()
+
+    async def _handle_with_retries(self, item: _Item) -> None:
+        backoff = self.settings.consumer_retry_backoff_ms / 1000
+        attempt = 0
+        while True:
+            try:
+                async with self.db.transaction() as conn:
+                    await self._handle(conn, item)
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("infrastructure unavailable, retrying: %s", exc)
+                    await asyncio.sleep(min(backoff * 2**attempt, 5.0))
+                    attempt = min(attempt + 1, 6)
+                    continue
+                if attempt >= self.settings.consumer_max_retries:
+                    log.error("event %s failed %d times: %r", item.envelope and item.envelope.id, attempt + 1, exc)
+                    await self._dead_letter(item, f"{type(exc).__name__}: {exc}")
+                    return
+                await asyncio.sleep(backoff * 2**attempt)
+                attempt += 1
+
+    async def _retry_until_available(self, items: list[_Item]) -> None:
+        for item in items:
+            await self._handle_with_retries(item)
+
+    async def _dead_letter(self, item: _Item, error: str) -> None:
+        record = item.record
+        headers = [
+            *(record.headers or []),
+            ("dlq_error", error[:4000].encode()),
+            ("dlq_consumer", self.group_id.encode()),
+            ("dlq_source_topic", record.topic.encode()),
+            ("dlq_source_partition", str(record.partition).encode()),
+            ("dlq_source_offset", str(record.offset).encode()),
+            ("dlq_at", utcnow().isoformat().encode()),
+        ]
+        while True:
+            try:
+                await self.bus.send_raw(Topic.DEAD_LETTER, record.key, record.value, headers)
+                break
+            except Exception as exc:
+                log.warning("dead-letter publish failed, retrying: %s", exc)
+                await asyncio.sleep(1)
+        DEAD_LETTERED.labels(type=item.envelope.type if item.envelope else "malformed").inc()
+        log.error("dead-lettered %s from %s[%d]@%d: %s", item.envelope and item.envelope.type,
+                  record.topic, record.partition, record.offset, error)

@@ -1,0 +1,179 @@
+"""Async database access: one engine per service, its own schema, and the delivery tables.
+
+PostgreSQL in tests and production (each service in its own schema through ``search_path``);
+SQLite files as the embedded default. Tables are SQLAlchemy Core; the delivery tables
+(outbox, inbox, timers, idempotency keys) are added to every service's metadata by
+``add_delivery_tables``.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from shared.settings import ServiceSettings
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite returns naive ones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DeliveryTables:
+    """The tables that make delivery exactly-once in effect."""
+
+    outbox: sa.Table
+    inbox: sa.Table
+    timers: sa.Table
+    idempotency: sa.Table
+
+
+def add_delivery_tables(metadata: sa.MetaData) -> DeliveryTables:
+    """Define outbox, inbox, timers and idempotency-key tables in a service's metadata."""
+    outbox = sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("envelope", sa.Text, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("published_at", UtcDateTime, nullable=True),
+        sa.Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=sa.text("published_at IS NULL"),
+            sqlite_where=sa.text("published_at IS NULL"),
+        ),
+    )
+    inbox = sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(64), primary_key=True),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("processed_at", UtcDateTime, nullable=False),
+    )
+    timers = sa.Table(
+        "timers",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(100), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("due_at", UtcDateTime, nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("fired_at", UtcDateTime, nullable=True),
+        sa.Column("cancelled_at", UtcDateTime, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.UniqueConstraint("kind", "key", name="uq_timers_kind_key"),
+        sa.Index(
+            "ix_timers_pending_due",
+            "due_at",
+            postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
+            sqlite_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
+        ),
+    )
+    idempotency = sa.Table(
+        "idempotency_keys",
+        metadata,
+        sa.Column("scope", sa.String(200), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("response", sa.JSON, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+    )
+    return DeliveryTables(outbox=outbox, inbox=inbox, timers=timers, idempotency=idempotency)
+
+
+def make_engine(settings: ServiceSettings) -> AsyncEngine:
+    """An engine bound to this service's schema (PostgreSQL) or file (SQLite)."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"search_path": settings.db_schema or "public"}, "timeout": 5},
+    )
+
+
+class Database:
+    """The engine plus transaction helpers that run hooks after commit (to wake the outbox relay)."""
+
+    def __init__(self, engine: AsyncEngine, tables: DeliveryTables, schema: str | None) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.schema = schema
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` after every transaction that wrote to the outbox commits."""
+        self._after_commit.append(hook)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; commit on success, roll back on error, then run after-commit hooks."""
+        async with self.engine.begin() as conn:
+            conn.info["outbox_dirty"] = False
+            yield conn
+            dirty = conn.info.get("outbox_dirty", False)
+        if dirty:
+            for hook in self._after_commit:
+                hook()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+async def insert_ignore(conn: AsyncConnection, table: sa.Table, values: dict[str, object]) -> bool:
+    """Insert a row unless its key exists; True when this call inserted it."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    result = await conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)

@@ -1,0 +1,109 @@
+"""The CloudEvents 1.0 envelope and its Kafka binary-mode binding.
+
+On Kafka an event is: key = partition key (the customer id), value = JSON data, headers =
+``ce_<attribute>`` for every context attribute plus ``content-type``. Any CloudEvents SDK reads it.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.events import EVENT_TYPES, EventData
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+_CE_PREFIX = "ce_"
+
+
+class MalformedEvent(ValueError):
+    """A message that is not a valid event of a known type; it belongs in the dead-letter topic."""
+
+
+class Envelope(BaseModel):
+    """One event: CloudEvents context attributes, Redress extensions and the JSON data."""
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    source: str
+    type: str
+    specversion: str = SPEC_VERSION
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+    datacontenttype: str = CONTENT_TYPE
+    correlationid: str
+    causationid: str | None = None
+    partitionkey: str
+    traceparent: str | None = None
+    data: dict[str, Any]
+
+    def payload(self) -> EventData:
+        """The data parsed into its registered model; raises MalformedEvent when it does not fit."""
+        model = EVENT_TYPES.get(self.type)
+        if model is None:
+            raise MalformedEvent(f"unknown event type {self.type!r}")
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise MalformedEvent(f"{self.type} data invalid: {exc.errors(include_url=False)}") from exc
+
+
+def new_event(
+    data: EventData,
+    *,
+    source: str,
+    subject: str | None,
+    correlation_id: str,
+    causation_id: str | None = None,
+    traceparent: str | None = None,
+) -> Envelope:
+    """Wrap a payload in a fresh envelope."""
+    return Envelope(
+        source=source,
+        type=data.event_type,
+        subject=subject,
+        correlationid=correlation_id,
+        causationid=causation_id,
+        partitionkey=data.partition_key(),
+        traceparent=traceparent,
+        data=data.model_dump(mode="json"),
+    )
+
+
+def to_kafka(env: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Key, value and headers of the binary-mode Kafka message."""
+    attrs = env.model_dump(mode="json", exclude={"data", "datacontenttype"}, exclude_none=True)
+    headers = [(_CE_PREFIX + name, str(value).encode()) for name, value in attrs.items()]
+    headers.append(("content-type", env.datacontenttype.encode()))
+    value = json.dumps(env.data, ensure_ascii=False, separators=(",", ":")).encode()
+    return env.partitionkey.encode(), value, headers
+
+
+def from_kafka(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> Envelope:
+    """Parse a binary-mode Kafka message; raises MalformedEvent with the reason."""
+    attrs: dict[str, Any] = {}
+    content_type = CONTENT_TYPE
+    for name, raw in headers or []:
+        text = raw.decode("utf-8", errors="replace") if raw is not None else ""
+        if name.startswith(_CE_PREFIX):
+            attrs[name[len(_CE_PREFIX) :]] = text
+        elif name.lower() == "content-type":
+            content_type = text
+    if "partitionkey" not in attrs and key:
+        attrs["partitionkey"] = key.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(value or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedEvent(f"value is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedEvent("value is not a JSON object")
+    try:
+        return Envelope(**attrs, data=data, datacontenttype=content_type)
+    except ValidationError as exc:
+        raise MalformedEvent(f"envelope invalid: {exc.errors(include_url=False)}") from exc
+
+
+def envelope_to_json(env: Envelope) -> str:
+    """Structured-mode JSON of one event (for the outbox, the CLI and the console)."""
+    return env.model_dump_json()
