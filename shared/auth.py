@@ -69,6 +69,7 @@ def require_role(role: Role) -> Callable[[Request], Coroutine[Any, Any, Operator
 
     async def dependency(request: Request) -> Operator:
         operator = operator_from_request(request)
+        request.app.state.runtime.operator_limiter.enforce(operator.subject, f"operator {operator.subject}")
         if not operator.may(role):
             raise ProblemError(
                 403, "Forbidden", f"role {operator.role.value} may not do this; needs {role.value}", code="forbidden"

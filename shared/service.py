@@ -7,6 +7,7 @@ running pieces are reachable from routes as ``Runtime`` (``request.app.state.run
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,7 @@ from shared.http import ServiceMiddleware
 from shared.logs import configure_logging
 from shared.outbox import Emitter, OutboxRelay
 from shared.problems import ProblemError, install_problem_handlers, problem_response
+from shared.ratelimit import RateLimiter
 from shared.settings import ServiceSettings
 from shared.timers import TimerHandler, TimerWorker
 
@@ -40,6 +42,7 @@ class Runtime:
     relay: OutboxRelay
     consumer: EventConsumer | None = None
     timers: TimerWorker | None = None
+    operator_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60))
     shutting_down: bool = False
     state: dict[str, object] = field(default_factory=dict)
 
@@ -72,6 +75,7 @@ def build_runtime(spec: ServiceSpec) -> Runtime:
     bus = KafkaBus(settings, client_id=f"redress-{spec.name}")
     emitter = Emitter(db, source=f"/redress/{spec.name}")
     runtime = Runtime(spec.name, settings, db, bus, emitter, OutboxRelay(db, bus, settings))
+    runtime.operator_limiter = RateLimiter(settings.operator_rate_per_second, settings.operator_rate_burst)
     if spec.handlers:
         runtime.consumer = EventConsumer(
             service=spec.name, settings=settings, db=db, bus=bus, emitter=emitter,
@@ -108,6 +112,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
             loops.append(runtime.timers.run)
         loops += [lambda t=task: t(runtime) for task in spec.tasks]
         tasks = [asyncio.create_task(loop()) for loop in loops]
+        _unready_before_exit(runtime)
         log.info("%s started", spec.name)
         try:
             yield
@@ -124,6 +129,25 @@ def create_app(spec: ServiceSpec) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+def _unready_before_exit(runtime: Runtime) -> None:
+    """On SIGTERM report not-ready first, then hand the signal to the server after a delay.
+
+    Load balancers stop sending new requests once readiness fails; the server then finishes
+    in-flight requests and the lifespan shutdown commits what consumers finished.
+    """
+    server_handler = signal.getsignal(signal.SIGTERM)
+    if not callable(server_handler):
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        runtime.shutting_down = True
+        delay = runtime.settings.shutdown_unready_seconds
+        loop.call_soon_threadsafe(loop.call_later, delay, server_handler, signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 async def _shutdown(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:

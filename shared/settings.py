@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
     operator_token_secret: str = Field(default=DEV_OPERATOR_SECRET, min_length=32)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    shutdown_unready_seconds: float = Field(
+        default=0.0, ge=0, le=60, description="After SIGTERM, report not-ready this long before stopping."
+    )
+    operator_rate_per_second: float = Field(default=20.0, gt=0, description="Per-operator request rate limit.")
+    operator_rate_burst: int = Field(default=60, ge=1)
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,10 @@ class PointsChanged(EventData):
     reason: str
     compensation_id: str | None = None
     case_id: str | None = None
+    order_id: str | None = None
+    # A redemption's money value (minor units), with the tier's exchange bonus applied.
+    value_minor: int | None = None
+    currency: str | None = None
 
 
 @register
@@ -56,6 +60,12 @@ class BenefitIssued(EventData):
     benefit: str
     period: str
     issued_at: datetime
+    tier: CustomerTier | None = None
+    description: str = ""
+    coupon_minor: int = 0
+    currency: str = "CNY"
+    discount_percent: int = 0
+    points: int = 0
 
 
 @register
@@ -70,6 +80,11 @@ class SurveyIssued(EventData):
     case_id: str
     expires_at: datetime
     follow_up_of: str | None = None
+    # The one-time answer token, for the channel that delivers the survey to the customer.
+    token: str | None = None
+    customer_tier: CustomerTier | None = None
+    queue: str | None = None
+    category: str | None = None
 
 
 @register
@@ -93,6 +108,8 @@ class SurveyAnswered(EventData):
     customer_tier: CustomerTier | None = None
     queue: str | None = None
     category: str | None = None
+    # Weighted satisfaction (1-5) from the five dimensions, or the CSAT when none were answered.
+    satisfaction: float | None = None
 
 
 @register
@@ -118,3 +135,5 @@ class ChurnRisk(EventData):
     customer_id: str
     signals: list[str]
     detected_at: datetime
+    customer_tier: CustomerTier | None = None
+    case_id: str | None = None
