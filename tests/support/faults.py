@@ -1,5 +1,6 @@
 """Infrastructure the fault tests can break: a broker process and a private PostgreSQL cluster."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -99,8 +100,6 @@ class PrivatePostgres:
 
     def destroy(self) -> None:
         """Stop and remove everything."""
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)

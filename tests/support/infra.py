@@ -11,6 +11,9 @@ import asyncpg
 
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_OPERATOR_SECRET = "test-operator-secret-0123456789abcdef"
+CHANNELS = ("web", "app", "email", "phone", "chat", "social", "store", "generic")
+# Channel keys of the test stack, in INTAKE_CHANNEL_KEYS's format.
+TEST_CHANNEL_KEYS = {c: [{"key_id": f"{c}-test", "secret": f"{c}-test-secret-0123456789abcdef"}] for c in CHANNELS}
 
 
 def free_port() -> int:

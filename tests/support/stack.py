@@ -1,5 +1,6 @@
 """Running services as real uvicorn processes for end-to-end, fault and browser tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import httpx
 from shared.auth import issue_token
 from shared.devstack import ROOT, ServiceProcess
 from shared.events.vocabulary import Role
-from tests.support.infra import TEST_OPERATOR_SECRET, free_port
+from tests.support.infra import TEST_CHANNEL_KEYS, TEST_OPERATOR_SECRET, free_port
 
 SERVICES = ("intake", "routing", "recovery", "loyalty")
 
@@ -27,6 +28,7 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
         OPERATOR_TOKEN_SECRET=TEST_OPERATOR_SECRET,
         DATA_DIR=str(data_dir),
         LOG_LEVEL="INFO",
+        INTAKE_CHANNEL_KEYS=json.dumps(TEST_CHANNEL_KEYS),
     )
     for name in SERVICES:
         prefix = name.upper()
