@@ -7,48 +7,32 @@ import pytest
 
 from tests.support.events import EventTap
 from tests.support.faults import BrokerProcess
-from tests.support.load import ComplaintStream
-from tests.support.stack import migrate_all, running_stack, stack_env
-from tests.support.verify import resolve_all, wait_effects_once, wait_outboxes_empty
+from tests.support.scenario import flow_exactly_once
+from tests.support.stack import Stack, migrate_all, running_stack, stack_env
 
 pytestmark = pytest.mark.slow
+
+
+def _kill_and_restart(stack: Stack, name: str, after: float):
+    async def fault() -> None:
+        await asyncio.sleep(after)
+        await asyncio.to_thread(stack.restart, name, 9)
+
+    return fault
 
 
 async def test_kill_9_each_service_mid_stream(
     broker_process: BrokerProcess, fault_database: str, tmp_path: Path, artifacts_dir: Path
 ) -> None:
     address = broker_process.address_file.read_text().strip()
-    database_url = fault_database
-    if True:
-        env = stack_env(database_url, address, tmp_path / "data")
-        migrate_all(env)
-        with running_stack(env, artifacts_dir / "fault-kill") as stack:
-            async with EventTap(address) as tap:
-                stream = ComplaintStream(lambda: stack.url("intake"), count=240, rate=30).start()
-                for name in ("intake", "routing"):
-                    await asyncio.sleep(2)
-                    await asyncio.to_thread(stack.restart, name, 9)
-                await asyncio.to_thread(stream.join)
-                assert not stream.failed
-                complaints = set(stream.accepted.values())
-                assert len(complaints) == 240
-
-                routed = await wait_effects_once(tap, "case.routed.v1", lambda e: e.correlationid, complaints)
-                resolving = asyncio.create_task(
-                    asyncio.to_thread(resolve_all, stack, [e.data["case_id"] for e in routed.values()])
-                )
-                for name in ("recovery", "loyalty"):
-                    await asyncio.sleep(1.5)
-                    await asyncio.to_thread(stack.restart, name, 9)
-                await resolving
-
-                await wait_effects_once(tap, "case.resolved.v1", lambda e: e.correlationid, complaints)
-                issued = await wait_effects_once(
-                    tap, "compensation.issued.v1", lambda e: e.data["case_id"],
-                    {e.data["case_id"] for e in routed.values()},
-                )
-                await wait_effects_once(
-                    tap, "loyalty.points_changed.v1", lambda e: e.data["compensation_id"],
-                    {e.data["compensation_id"] for e in issued.values() if e.data["remedy"]["points"] > 0},
-                )
-            await wait_outboxes_empty(database_url)
+    env = stack_env(fault_database, address, tmp_path / "data")
+    migrate_all(env)
+    with running_stack(env, artifacts_dir / "fault-kill") as stack:
+        async with EventTap(address) as tap:
+            report = await flow_exactly_once(
+                "kill-9-each-service", stack, tap, fault_database, artifacts_dir, count=240,
+                during_intake=[_kill_and_restart(stack, "intake", 2), _kill_and_restart(stack, "routing", 2)],
+                during_resolution=[_kill_and_restart(stack, "recovery", 1.5),
+                                   _kill_and_restart(stack, "loyalty", 1.5)],
+            )
+    assert report.lost == 0 and report.duplicated_effects == 0
