@@ -1,0 +1,80 @@
+"""What every scenario shares: the plan (quick or full), the infrastructure, the load generator, the results."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.infra import Server
+from bench.loadgen import LoadGenerator
+from bench.stats import Row, Spread
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations and sizes; the quick plan keeps the whole run near two minutes."""
+
+    name: str
+    runs: int
+    duration: float
+    warmup: float
+    concurrency: int
+    workers: tuple[int, ...]
+    pipeline_rate: float
+    pipeline_duration: float
+    sustained_duration: float
+    resolve_share: int  # resolve one routed case in this many
+    timers_pending: int
+    timers_due: int
+    timers_window: float
+    timers_burst: int
+    volume_sizes: tuple[int, ...]
+    incident_customers: int
+    memory_limit_mib: float = 150.0
+
+    @classmethod
+    def from_env(cls) -> "Plan":
+        """BENCH_QUICK=1 for the short plan; the full plan otherwise."""
+        if os.environ.get("BENCH_QUICK", "") not in ("", "0"):
+            return cls(
+                name="quick", runs=3, duration=2.5, warmup=0.7, concurrency=32, workers=(1, 2),
+                pipeline_rate=200, pipeline_duration=6, sustained_duration=3, resolve_share=4,
+                timers_pending=100_000, timers_due=3_000, timers_window=5, timers_burst=10_000,
+                volume_sizes=(1_000, 5_000), incident_customers=10_000,
+            )
+        return cls(
+            name="full", runs=3, duration=8, warmup=2, concurrency=32, workers=(1, 2, 4),
+            pipeline_rate=200, pipeline_duration=20, sustained_duration=10, resolve_share=4,
+            timers_pending=100_000, timers_due=20_000, timers_window=20, timers_burst=50_000,
+            volume_sizes=(1_000, 10_000, 100_000), incident_customers=1_000_000,
+        )
+
+
+@dataclass
+class Bench:
+    """The run in progress."""
+
+    plan: Plan
+    database_url: str
+    dsn: str
+    bootstrap: str
+    env: dict[str, str]
+    logs: Path
+    loadgen: LoadGenerator
+    ceilings: dict[str, Spread] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    stack: dict[str, Server] = field(default_factory=dict)
+
+    def add(self, row: Row) -> None:
+        """Record a row and print it as it comes."""
+        self.rows.append(row)
+        ratio = f" = {row.ratio:.2f}x {row.ceiling}" if row.ceiling and row.ratio == row.ratio else ""
+        print(f"  {row.section}: {row.name}: {row.value.median:,.1f} {row.unit} "
+              f"[{row.value.low:,.1f}..{row.value.high:,.1f}]{ratio}", flush=True)
+
+    def note(self, text: str) -> None:
+        """A remark for the report (what was skipped, plans, caveats)."""
+        self.notes.append(text)
+        print(f"  note: {text.splitlines()[0]}", flush=True)

@@ -1,0 +1,1 @@
+"""The benchmark's scenarios; each returns rows for the result table."""
