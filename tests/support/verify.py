@@ -83,3 +83,34 @@ async def wait_outboxes_empty(database_url: str, timeout: float = 60) -> None:
         await asyncio.sleep(0.5)
         backlog = await outbox_backlogs(database_url)
     assert not any(backlog.values()), f"events stuck in outboxes: {backlog}"
+
+
+async def wait_groups_caught_up(bootstrap: str, groups: list[str], topics: list[str], timeout: float = 90) -> None:
+    """Wait until each consumer group committed every partition of ``topics`` to its end."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await probe.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or {0})]
+        deadline = time.monotonic() + timeout
+        behind: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            ends = await probe.end_offsets(partitions)
+            behind = {}
+            for group in groups:
+                reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+                await reader.start()
+                try:
+                    for tp in partitions:
+                        committed = await reader.committed(tp) or 0
+                        if committed < ends[tp]:
+                            behind[f"{group}:{tp.topic}[{tp.partition}]"] = ends[tp] - committed
+                finally:
+                    await reader.stop()
+            if not behind:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"consumer groups still behind: {behind}")
+    finally:
+        await probe.stop()
