@@ -25,6 +25,11 @@ class CaseError(Exception):
 
     status = 409
     title = "Illegal transition"
+    code = "illegal-transition"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class IllegalTransitionError(CaseError):
@@ -36,6 +41,7 @@ class ForbiddenError(CaseError):
 
     status = 403
     title = "Forbidden"
+    code = "forbidden"
 
 
 class InvalidActionError(CaseError):
@@ -43,6 +49,7 @@ class InvalidActionError(CaseError):
 
     status = 422
     title = "Invalid action"
+    code = "invalid-action"
 
 
 class Actor(BaseModel):

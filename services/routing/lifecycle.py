@@ -88,6 +88,8 @@ def route(
         received_at=case.received_at,
         routed_at=now,
         policy_version=policy.version,
+        queue_reason=choice.reason,
+        complex=assessment.complex,
     )
     record = ActionRecord(
         action="route",
@@ -112,6 +114,8 @@ def _complete_handoff(case: CaseSnapshot, actor: Actor, now: datetime) -> tuple[
         reason=pending.reason,
         handoff_seconds=(now - pending.requested_at).total_seconds(),
         by=pending.by,
+        requested_at=pending.requested_at,
+        handoff_count=case.handoff_count,
     )
     return case.model_copy(update={"pending_handoff": None, "assignee": actor.subject}), event
 
@@ -187,9 +191,9 @@ def hand_off(
     if case.status not in ("new", "open"):
         raise IllegalTransitionError(f"a {case.status} case cannot be handed off")
     if to_queue not in policy.queues:
-        raise InvalidActionError(f"unknown queue {to_queue!r}; known queues: {sorted(policy.queues)}")
+        raise InvalidActionError(f"unknown queue {to_queue!r}; known queues: {sorted(policy.queues)}", "to_queue")
     if not reason.strip():
-        raise InvalidActionError("a hand-off needs a reason")
+        raise InvalidActionError("a hand-off needs a reason", "reason")
     destination = handoff_destination(to_queue, case.handoff_count, policy)
     if case.pending_handoff is None and destination.queue == case.queue and to_owner in (None, case.assignee):
         raise IllegalTransitionError(f"case is already in queue {case.queue}")
@@ -227,7 +231,7 @@ def pause(case: CaseSnapshot, actor: Actor, now: datetime, policy: RoutingPolicy
     """The case waits on the customer or a third party: every clock holds."""
     authorize(case, actor, "pause", policy)
     if waiting_on not in WAITING_ON:
-        raise InvalidActionError(f"waiting_on must be one of {list(WAITING_ON)}")
+        raise InvalidActionError(f"waiting_on must be one of {list(WAITING_ON)}", "waiting_on")
     if case.status != "open":
         raise IllegalTransitionError(f"only an acknowledged, open case can wait (case is {case.status})")
     _require_settled(case, "pause")
@@ -249,16 +253,24 @@ def resume(case: CaseSnapshot, actor: Actor, now: datetime, policy: RoutingPolic
 
 
 def resolve(
-    case: CaseSnapshot, actor: Actor, now: datetime, policy: RoutingPolicy, code: str, first_handling: bool
+    case: CaseSnapshot, actor: Actor, now: datetime, policy: RoutingPolicy, code: str, first_handling: bool | None
 ) -> Outcome:
-    """Resolve with a resolution code; a case resolved before any response also counts as acknowledged."""
+    """Resolve with a resolution code; a case resolved before any response also counts as acknowledged.
+
+    ``first_handling`` left out means: resolved at first handling unless it was handed off or reopened.
+    """
     authorize(case, actor, "resolve", policy)
     if case.status == "resolved":
         raise IllegalTransitionError("case is already resolved")
     _require_settled(case, "resolve")
     if code not in policy.resolution_codes:
-        raise InvalidActionError(f"unknown resolution code {code!r}; known codes: {policy.resolution_codes}")
-    if first_handling and (case.handoff_count or case.reopen_count):
+        raise InvalidActionError(
+            f"unknown resolution code {code!r}; known codes: {policy.resolution_codes}", "resolution_code"
+        )
+    handled_more_than_once = bool(case.handoff_count or case.reopen_count)
+    if first_handling is None:
+        first_handling = not handled_more_than_once
+    if first_handling and handled_more_than_once:
         raise IllegalTransitionError(
             f"case was handed off {case.handoff_count} and reopened {case.reopen_count} times: "
             "it cannot be resolved at first handling"
@@ -308,7 +320,7 @@ def reopen(case: CaseSnapshot, actor: Actor, now: datetime, policy: RoutingPolic
     if case.status != "resolved":
         raise IllegalTransitionError(f"only a resolved case can be reopened (case is {case.status})")
     if not reason.strip():
-        raise InvalidActionError("reopening needs a reason")
+        raise InvalidActionError("reopening needs a reason", "reason")
     clocks = dict(case.clocks)
     for name in ("next_update", "resolution"):
         clocks[name] = sla.restart(clocks[name], now, case_target(case, name, policy))

@@ -156,6 +156,16 @@ class Ladder(_Strict):
         return value
 
 
+class KpiTargets(_Strict):
+    """Targets the figures are reported against."""
+
+    intake_to_routed: Duration = timedelta(minutes=2)
+    first_response: Duration = timedelta(minutes=2)
+    handoff: Duration = timedelta(minutes=5)
+    resolution_rate: float = Field(0.85, ge=0, le=1)
+    first_handling_rate: float = Field(0.80, ge=0, le=1)
+
+
 class RoutingPolicy(_Strict):
     """The whole routing policy file."""
 
@@ -171,6 +181,7 @@ class RoutingPolicy(_Strict):
     ladder: Ladder
     permissions: dict[str, Role]
     resolution_codes: list[str] = Field(min_length=1)
+    kpi_targets: KpiTargets = Field(default_factory=KpiTargets)
 
     @field_validator("tiers")
     @classmethod

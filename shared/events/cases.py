@@ -46,6 +46,8 @@ class CaseRouted(CaseEvent):
     received_at: datetime
     routed_at: datetime
     policy_version: str = ""
+    queue_reason: str | None = None
+    complex: bool = False
 
 
 @register
@@ -114,6 +116,8 @@ class CaseHandedOff(CaseEvent):
     reason: str
     handoff_seconds: float
     by: str | None = None
+    requested_at: datetime | None = None
+    handoff_count: int | None = None
 
 
 @register
