@@ -85,20 +85,33 @@ async def wait_outboxes_empty(database_url: str, timeout: float = 60) -> None:
     assert not any(backlog.values()), f"events stuck in outboxes: {backlog}"
 
 
-async def wait_groups_caught_up(bootstrap: str, groups: list[str], topics: list[str], timeout: float = 90) -> None:
-    """Wait until each consumer group committed every partition of ``topics`` to its end."""
+def consumed_topics(service: str) -> list[str]:
+    """The topics a service's consumer group reads, from the service's own spec."""
+    import importlib
+
+    spec = importlib.import_module(f"services.{service}.app").spec
+    return [str(t) for t in spec.consumes]
+
+
+async def wait_groups_caught_up(bootstrap: str, services: list[str], timeout: float = 90) -> None:
+    """Wait until each service's consumer group committed every partition it reads up to its end."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await probe.start()
     try:
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or {0})]
+        await probe.topics()
+        reads = {
+            f"redress-{s}": [TopicPartition(t, p) for t in consumed_topics(s)
+                             for p in sorted(probe.partitions_for_topic(t) or {0})]
+            for s in services
+        }
         deadline = time.monotonic() + timeout
         behind: dict[str, int] = {}
         while time.monotonic() < deadline:
-            ends = await probe.end_offsets(partitions)
             behind = {}
-            for group in groups:
+            for group, partitions in reads.items():
+                ends = await probe.end_offsets(partitions)
                 reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
                 await reader.start()
                 try:
