@@ -25,13 +25,15 @@ class PriorCompensation(BaseModel):
     value_minor: int = Field(ge=0)
     case_id: str | None = None
     incident_id: str | None = None
+    active: bool = Field(
+        default=True, description="Issued or still open; a rejected or reversed one counts only for once-only rules."
+    )
 
 
 def counted(prior: Sequence[PriorCompensation], policy: RecoveryPolicy) -> list[PriorCompensation]:
-    """The prior compensations that count against caps (incidents may be exempt)."""
-    if not policy.incidents.exempt_from_caps:
-        return list(prior)
-    return [p for p in prior if p.reason != "incident"]
+    """The prior compensations that count against caps (active ones; incidents may be exempt)."""
+    exempt = policy.incidents.exempt_from_caps
+    return [p for p in prior if p.active and not (exempt and p.reason == "incident")]
 
 
 def apply_caps(

@@ -130,7 +130,7 @@ def already_compensated(req: DecisionRequest) -> str | None:
 
 def delay_compensated(req: DecisionRequest) -> bool:
     """True when this case's SLA breach already earned its own remedy."""
-    return any(p.reason == "sla_breach" and p.case_id == req.case_id for p in req.prior if req.case_id)
+    return any(p.active and p.reason == "sla_breach" and p.case_id == req.case_id for p in req.prior if req.case_id)
 
 
 def _base(policy: RecoveryPolicy, req: DecisionRequest) -> tuple[OptionSet | None, Remedy | None, list[str]]:

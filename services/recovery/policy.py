@@ -7,11 +7,12 @@ The pure rules live in decision.py (the decision), money.py (values and scaling)
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -200,6 +201,20 @@ class Budgets(_Strict):
     monthly_minor: dict[Department, Minor] = Field(default_factory=dict)
     default_monthly_minor: Minor
     over_budget_role: Role = Role.MANAGER
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {name!r}") from err
+        return name
+
+    def month_of(self, at: datetime) -> str:
+        """The budget month ('2026-11') of an instant, in the business's time zone."""
+        return at.astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m")
 
     def monthly_for(self, department: str | None) -> int:
         """The monthly budget of `department` (the default for an unknown or missing one)."""

@@ -1,14 +1,30 @@
 """Recovery settings (prefix ``RECOVERY_``)."""
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.recovery.policy import DEFAULT_POLICY_PATH
 from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    """Everything an operator tunes for recovery."""
+    """Everything an operator tunes for recovery; business figures live in the policy file."""
 
     model_config = SettingsConfigDict(env_prefix="RECOVERY_")
     service_name: ClassVar[str] = "recovery"
+
+    policy_path: Path = Field(default=DEFAULT_POLICY_PATH, description="The recovery policy YAML file.")
+    incident_batch_size: int = Field(
+        default=1000, ge=1, le=20_000, description="Customers compensated per transaction."
+    )
+    incident_rate_per_second: float = Field(
+        default=5000, gt=0, le=1_000_000, description="Fan-out throttle, so incidents never starve case work."
+    )
+    incident_collect_chunk: int = Field(
+        default=10_000, ge=100, le=100_000, description="Segment customers queued per transaction."
+    )
+    incident_poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Idle wait of the fan-out worker.")
+    incident_upload_max: int = Field(default=5000, ge=1, le=50_000, description="Customer ids per upload request.")

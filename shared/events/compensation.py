@@ -48,6 +48,7 @@ class CompensationOffered(CompensationEvent):
     default_option_id: str
     expires_at: datetime
     reasons: list[str] = Field(default_factory=list)
+    customer_tier: CustomerTier | None = None
 
 
 @register
@@ -60,6 +61,9 @@ class CompensationPendingApproval(CompensationEvent):
     remedy: Remedy
     required_role: Role
     reasons: list[str] = Field(default_factory=list)
+    options: list[Remedy] = Field(default_factory=list, description="Every option; `remedy` is the default.")
+    customer_may_choose: bool = False
+    value_minor: int | None = Field(default=None, description="Value of the most valuable option (what is approved).")
 
 
 @register
@@ -75,6 +79,9 @@ class CompensationIssued(CompensationEvent):
     issued_at: datetime
     approved_by: str | None = None
     reasons: list[str] = Field(default_factory=list)
+    chosen_by: Literal["customer", "default_on_expiry", "only_option", "no_choice"] | None = None
+    value_minor: int | None = Field(default=None, description="What the remedy is worth, as caps and budgets count it.")
+    ledger_entry_id: str | None = None
 
 
 @register
@@ -98,6 +105,7 @@ class CompensationReversed(CompensationEvent):
     remedy: Remedy
     reversed_by: str
     note: str = ""
+    ledger_entry_id: str | None = None
 
 
 @register
@@ -113,6 +121,11 @@ class IncidentDeclared(EventData):
     started_at: datetime
     declared_by: str
     remedy: Remedy
+    remedies_by_tier: dict[CustomerTier, Remedy] = Field(
+        default_factory=dict, description="The remedy each tier gets; `remedy` is the potential tier's."
+    )
+    segment: dict[str, str] | None = Field(default=None, description="region and/or tier, when not a list")
+    ended_at: datetime | None = None
 
 
 @register
@@ -127,3 +140,5 @@ class IncidentCompleted(EventData):
     issued: int
     failed: int
     completed_at: datetime
+    total: int = 0
+    skipped: int = 0

@@ -65,8 +65,8 @@ MATRIX = [
     (MID, Severity.P3, {"coupon": 3000, "points": 4000}, "coupon", 4000, None),
     (MID, Severity.P4, {}, None, 0, None),
     (POT, Severity.P1, {"credit": 5000, "coupon": 8000, "express": 5000}, "credit", 8000, None),
-    (POT, Severity.P2, {"coupon": 5000, "credit": 3000}, "coupon", 5000, None),
-    (POT, Severity.P3, {"coupon": 2000}, "coupon", 2000, None),
+    (POT, Severity.P2, {"points": 5000}, "points", 5000, None),
+    (POT, Severity.P3, {"points": 2000}, "points", 2000, None),
     (POT, Severity.P4, {}, None, 0, None),
 ]
 
@@ -308,6 +308,20 @@ def test_once_per_case_and_reason(reason: str) -> None:
     assert decide(POLICY, _req(HIGH, Severity.P1, reason=reason, prior=[_prior(100, other, "case-1")])).compensates
 
 
+def test_rejected_or_reversed_compensation_still_counts_once_but_not_against_caps() -> None:
+    rejected = _prior(40000, "case_resolved", "case-1", active=False)
+    again = decide(POLICY, _req(MID, Severity.P1, prior=[rejected]))
+    assert not again.compensates
+    other_case = decide(POLICY, _req(MID, Severity.P1, case_id="case-2", prior=[rejected] * 4))
+    assert _amounts(other_case) == {"credit": 10000, "coupon": 15000, "points": 15000}
+
+
+def test_a_reversed_breach_compensation_leaves_the_delay_uncompensated() -> None:
+    reversed_breach = _prior(3000, "sla_breach", "case-1", active=False)
+    d = decide(POLICY, _req(MID, Severity.P2, modifiers=CaseModifiers(sla_breached=True), prior=[reversed_breach]))
+    assert d.option("credit").amount_minor == 6000
+
+
 def test_once_per_incident_and_customer() -> None:
     prior = [_prior(20000, "incident", None, incident_id="inc-1")]
     again = decide(POLICY, _req(MID, reason="incident", case_id=None, incident_id="inc-1", prior=prior))
@@ -356,6 +370,12 @@ def test_every_decision_names_the_policy_version_and_its_result() -> None:
 )
 def test_low_survey_is_low_csat_or_detractor(csat: int | None, nps: int | None, low: bool) -> None:
     assert is_low_survey(POLICY, csat, nps) is low
+
+
+def test_budget_month_is_in_the_business_time_zone() -> None:
+    # 17:00 UTC on 31 October is already 1 November in Shanghai.
+    assert POLICY.budgets.month_of(datetime(2026, 10, 31, 17, 0, tzinfo=UTC)) == "2026-11"
+    assert POLICY.budgets.month_of(datetime(2026, 10, 31, 15, 0, tzinfo=UTC)) == "2026-10"
 
 
 def test_remedy_values_scaling_and_fitting() -> None:

@@ -82,6 +82,7 @@ def test_shipped_figures_follow_the_domain() -> None:
         ("caps.mid_value", None, "caps.mid_value"),
         ("budgets.monthly_minor.marketing", 100, "budgets.monthly_minor.marketing"),
         ("budgets.default_monthly_minor", -1, "budgets.default_monthly_minor"),
+        ("budgets.timezone", "Mars/Olympus", "budgets.timezone"),
         ("offers.expires_after_hours", 0, "offers.expires_after_hours"),
         ("low_survey.csat_max", 6, "low_survey.csat_max"),
         ("sla_breach.clocks", ["lunch"], "sla_breach.clocks.0"),
