@@ -2,7 +2,8 @@
 
 - Built-in kinds: the Kubernetes JSON schemas shipped by kubernetes-validate, strict (unknown fields are
   errors), for the pinned Kubernetes version ``K8S_VERSION``.
-- Strimzi and KEDA resources: the CRD models of the npm packages in deploy/tools (validate-crds.mjs).
+- Strimzi, KEDA and Prometheus Operator resources: the CRD models of the npm packages in deploy/tools
+  (validate-crds.mjs).
 - CloudNativePG resources: the schemas in deploy/schemas/cloudnative-pg.yaml.
 A document of any other kind is an error: nothing is applied unchecked.
 
@@ -41,7 +42,7 @@ CNPG_SCHEMAS = DEPLOY / "schemas" / "cloudnative-pg.yaml"
 # The oldest Kubernetes minor version the manifests support (features used: preStop sleep action,
 # matchLabelKeys in topology spread constraints, both on by default from 1.30).
 K8S_VERSION = "1.32"
-NODE_GROUPS = ("kafka.strimzi.io/", "keda.sh/")
+NODE_GROUPS = ("kafka.strimzi.io/", "keda.sh/", "monitoring.coreos.com/")
 CNPG_GROUPS = ("postgresql.cnpg.io/", "barmancloud.cnpg.io/")
 K8S_DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
 
@@ -140,7 +141,7 @@ def cnpg_errors(doc: dict[str, Any]) -> list[str]:
 
 
 def crd_errors(docs: list[dict[str, Any]]) -> list[list[str]]:
-    """Strimzi and KEDA validation through the npm CRD models (one list of errors per document)."""
+    """Strimzi, KEDA and Prometheus Operator validation through the npm CRD models (one list of errors per document)."""
     if not docs:
         return []
     node = shutil.which("node")

@@ -1,4 +1,4 @@
-// Validates Strimzi and KEDA custom resources against their CRD schemas, offline.
+// Validates Strimzi, KEDA and Prometheus Operator custom resources against their CRD schemas, offline.
 //
 //   node deploy/tools/validate-crds.mjs < documents.json      (a JSON array of manifests)
 //
@@ -29,6 +29,10 @@ const MODELS = {
     "@kubernetes-models/strimzi-kafka-operator/kafka.strimzi.io/v1beta2/KafkaNodePool", "IKafkaNodePool"],
   "kafka.strimzi.io/v1beta2/KafkaTopic": [
     "@kubernetes-models/strimzi-kafka-operator/kafka.strimzi.io/v1beta2/KafkaTopic", "IKafkaTopic"],
+  "monitoring.coreos.com/v1/PodMonitor": [
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor", "IPodMonitor"],
+  "monitoring.coreos.com/v1/PrometheusRule": [
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule", "IPrometheusRule"],
   "keda.sh/v1alpha1/ScaledObject": ["@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject", "IScaledObject"],
   "keda.sh/v1alpha1/TriggerAuthentication": [
     "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication", "ITriggerAuthentication"],

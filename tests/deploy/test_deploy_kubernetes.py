@@ -3,6 +3,7 @@ disruption budgets, secrets by reference only, settings the services really read
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -21,7 +22,9 @@ from tests.deploy.conftest import (
 
 OVERLAYS = ["dev", "prod"]
 # Secrets the manifests reference and an operator creates (docs/deploy.md, "Secrets"); never committed.
-EXTERNAL_SECRETS = {"redress-operator-token", "intake-channel-keys", "redress-tls", "redress-backup-s3"}
+EXTERNAL_SECRETS = {
+    "redress-operator-token", "intake-channel-keys", "console-operators", "redress-tls", "redress-backup-s3",
+}
 
 
 def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -41,7 +44,7 @@ def docs(request: pytest.FixtureRequest, rendered: dict[str, list[dict[str, Any]
 def test_one_deployment_service_and_config_map_per_service(docs: list[dict[str, Any]]) -> None:
     deployments = by_name(docs, "Deployment")
     services = by_name(docs, "Service")
-    config_maps = {re.sub(r"-[a-z0-9]{10}$", "", name) for name in by_name(docs, "ConfigMap")}
+    config_maps = {re.sub(r"-[a-z0-9]{10}$", "", name) for name in by_name(docs, "ConfigMap")} - {"redress-dashboard"}
     assert set(deployments) == set(SERVICES)
     assert set(services) == set(SERVICES)
     assert config_maps == {f"{name}-config" for name in SERVICES}
@@ -61,7 +64,7 @@ def test_services_select_their_deployment_on_the_standard_port(docs: list[dict[s
 
 def test_deployments_run_the_image_entry_point_for_their_own_service(docs: list[dict[str, Any]]) -> None:
     config = {cm["metadata"]["name"]: cm["data"] for cm in of_kind(docs, "ConfigMap")}
-    images = set()
+    images: set[str] = set()
     for name, deployment in by_name(docs, "Deployment").items():
         spec = deployment["spec"]["template"]["spec"]
         main = spec["containers"][0]
@@ -157,7 +160,7 @@ def test_no_secret_values_are_committed_and_every_reference_is_known(docs: list[
         creds = store["spec"]["configuration"]["s3Credentials"]
         referenced |= {creds["accessKeyId"]["name"], creds["secretAccessKey"]["name"]}
     assert referenced <= EXTERNAL_SECRETS | generated, referenced - EXTERNAL_SECRETS - generated
-    assert {"redress-operator-token", "intake-channel-keys"} <= referenced
+    assert {"redress-operator-token", "intake-channel-keys", "console-operators"} <= referenced
 
 
 def _environment(docs: list[dict[str, Any]], spec: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
@@ -213,17 +216,32 @@ def test_settings_load_from_the_manifests(
             if name != service:
                 continue
             for key, value in env.items():
-                if key == "INTAKE_CHANNEL_KEYS":  # a secret: its format is checked with the compose file
-                    value = '{"web": [{"key_id": "web-1", "secret": "s3cr3t-from-a-kubernetes-secret-01"}]}'
-                monkeypatch.setenv(key, value)
+                example = SECRET_EXAMPLES.get(key)
+                monkeypatch.setenv(key, example() if example else value)
             settings = cls()
             assert settings.environment == ("development" if overlay == "dev" else "production")
             if has_migrations(service):
                 assert settings.resolved_database_url.startswith("postgresql+asyncpg://")
                 assert settings.db_schema == service
+            if service == "console":
+                assert settings.service_urls()["routing"] == "http://routing:8002"
+                assert set(settings.accounts) == {"lead"}
             for key in env:
                 monkeypatch.delenv(key)
             assert container["name"]
+
+
+def _operators_example() -> str:
+    from services.console.passwords import hash_password
+
+    return json.dumps([{"username": "lead", "role": "supervisor", "password_hash": hash_password("pw-0123456789")}])
+
+
+# Values of the structured secrets, in the format docs/deploy.md tells operators to create them.
+SECRET_EXAMPLES = {
+    "INTAKE_CHANNEL_KEYS": lambda: '{"web": [{"key_id": "web-1", "secret": "s3cr3t-from-a-kubernetes-secret-01"}]}',
+    "CONSOLE_OPERATORS": _operators_example,
+}
 
 
 def test_each_service_with_tables_has_a_migration_job_and_its_own_database(docs: list[dict[str, Any]]) -> None:
@@ -272,7 +290,8 @@ def test_dev_runs_small(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["dev"]
     assert {c["spec"]["instances"] for c in of_kind(docs, "Cluster")} == {1}
     assert of_kind(docs, "ScheduledBackup") == []
-    assert {cm["data"]["ENVIRONMENT"] for cm in of_kind(docs, "ConfigMap")} == {"development"}
+    settings = [cm for cm in of_kind(docs, "ConfigMap") if "REDRESS_SERVICE" in cm["data"]]
+    assert {cm["data"]["ENVIRONMENT"] for cm in settings} == {"development"}
 
 
 def test_ingress_exposes_only_the_public_apis(docs: list[dict[str, Any]]) -> None:

@@ -161,8 +161,16 @@ def test_nothing_else_reaches_a_service(net: Network, name: str) -> None:
     assert not net.allows(outside("default"), net.service(name), PORTS[name])
     assert not net.allows(outside(net.namespace), net.service(name), PORTS[name])
     for other in SERVICES:
-        if other != name:
+        if other not in (name, "console"):
             assert not net.allows(net.service(other), net.service(name), PORTS[name]), f"{other} -> {name}"
+    assert not net.allows(net.service(name, "migration"), net.service("console"), PORTS["console"])
+
+
+@pytest.mark.parametrize("name", [s for s in SERVICES if s != "console"])
+def test_the_console_calls_each_service_api_but_no_service_calls_the_console(net: Network, name: str) -> None:
+    assert net.allows(net.service("console"), net.service(name), PORTS[name])
+    assert not net.allows(net.service(name), net.service("console"), PORTS["console"])
+    assert not net.allows(net.service("console"), net.service(name, "migration"), PORTS[name])
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -31,7 +31,7 @@ def test_overlay_has_every_kind_it_promises(overlay: str, rendered: dict[str, li
     assert {
         "Namespace", "Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget",
         "NetworkPolicy", "Job", "HorizontalPodAutoscaler", "ScaledObject", "Kafka", "KafkaNodePool",
-        "KafkaTopic", "Cluster", "Ingress",
+        "KafkaTopic", "Cluster", "Ingress", "PodMonitor", "PrometheusRule",
     } <= kinds
     if overlay == "prod":
         assert {"ScheduledBackup", "ObjectStore"} <= kinds
@@ -137,6 +137,12 @@ def test_bad_backup_schedule_fails(validate: ModuleType, prod: list[dict[str, An
     doc = copy.deepcopy(by_name(prod, "ScheduledBackup")["intake-db-daily"])
     doc["spec"]["schedule"] = "0 2 * * *"  # five fields: CloudNativePG wants seconds first
     assert any("schedule" in m for m in _messages(validate, doc))
+
+
+def test_unknown_field_in_a_pod_monitor_fails(validate: ModuleType, prod: list[dict[str, Any]]) -> None:
+    doc = copy.deepcopy(by_name(prod, "PodMonitor")["redress"])
+    doc["spec"]["podMetricsEndpoints"][0]["intervall"] = "30s"
+    assert any("intervall" in m for m in _messages(validate, doc))
 
 
 def test_kind_without_a_schema_fails(validate: ModuleType) -> None:
