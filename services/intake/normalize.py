@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DEFAULT_ORDER_PATTERNS: tuple[str, ...] = (
     # "order 2024112300123", "order no. A-778812", "order #A12345", "Order ID: 88123456"
     r"(?i)\border\s*(?:no\.?|number|num|id|ref(?:erence)?)?\s*[:#：]?\s*#?\s*"
-    r"(?P<ref>[A-Z]{0,4}\d[A-Z0-9-]{4,31})",
+    r"(?P<ref>[A-Z]{0,4}-?\d[A-Z0-9-]{4,31})",
     # "订单号：2024112300123", "订单编号 A12345", "订单是2024..."
-    r"订单(?:号码|编号|号)?\s*(?:是|为)?\s*[:：#]?\s*(?P<ref>[A-Za-z]{0,4}\d[A-Za-z0-9-]{4,31})",
+    r"订单(?:号码|编号|号)?\s*(?:是|为)?\s*[:：#]?\s*(?P<ref>[A-Za-z]{0,4}-?\d[A-Za-z0-9-]{4,31})",
     # a bare "#A12345" reference
     r"(?<![\w&])#(?P<ref>[A-Za-z]{1,4}\d{4,31})\b",
 )
@@ -236,7 +236,7 @@ def detect_language(text: str, zh_cjk_share: float = 0.3) -> str:
     """
     han, kana, hangul, latin = _script_counts(text)
     letters = han + kana + hangul + latin
-    if letters == 0:
+    if letters < 2:  # a stray letter in a reference number says nothing about the language
         return "und"
     if kana and (kana + han) / letters >= zh_cjk_share and kana >= han * 0.2:
         return "ja"
