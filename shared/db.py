@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -150,10 +151,22 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; commit on success, roll back on error, then run after-commit hooks."""
+        """One transaction; commit on success, roll back on error, then run after-commit hooks.
+
+        Rows given to ``defer_insert`` inside it are written just before the commit, one multi-row
+        INSERT per table, so a batch of events costs one statement instead of one per event.
+        """
         async with self.engine.begin() as conn:
             conn.info["outbox_dirty"] = False
-            yield conn
+            conn.info[_DEFERRED] = {}
+            conn.info[_NOTIFY] = set()
+            try:
+                yield conn
+                await _flush_deferred(conn)
+            finally:
+                # conn.info outlives the transaction (it belongs to the pooled connection): never leave rows behind.
+                conn.info.pop(_DEFERRED, None)
+                conn.info.pop(_NOTIFY, None)
             dirty = conn.info.get("outbox_dirty", False)
         if dirty:
             for hook in self._after_commit:
@@ -167,6 +180,43 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+_DEFERRED = "redress_deferred_inserts"
+_NOTIFY = "redress_deferred_notify"
+
+
+async def defer_insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` at the end of the ``Database.transaction`` they belong to (one statement per table).
+
+    Outside such a transaction, or inside a savepoint (whose rollback must take the rows with it),
+    the rows are inserted at once. Use it only for rows nothing in the same transaction reads back.
+    """
+    pending = conn.info.get(_DEFERRED)
+    if pending is None or conn.in_nested_transaction():
+        await conn.execute(sa.insert(table), rows)
+        return
+    pending.setdefault(table, []).extend(rows)
+
+
+async def defer_notify(conn: AsyncConnection, channel: str) -> None:
+    """PostgreSQL ``NOTIFY channel`` once per transaction (at its end), or at once outside one."""
+    channels = conn.info.get(_NOTIFY)
+    if channels is None or conn.in_nested_transaction():
+        await conn.execute(sa.text(f"NOTIFY {channel}"))
+        return
+    channels.add(channel)
+
+
+async def _flush_deferred(conn: AsyncConnection) -> None:
+    """Write the deferred rows (in the order their tables were first used) and send the notifications."""
+    pending: dict[sa.Table, list[dict[str, Any]]] = conn.info.get(_DEFERRED) or {}
+    while pending:
+        table = next(iter(pending))
+        await conn.execute(sa.insert(table), pending.pop(table))
+    for channel in sorted(conn.info.get(_NOTIFY) or ()):
+        await conn.execute(sa.text(f"NOTIFY {channel}"))
+    conn.info[_NOTIFY] = set()
 
 
 async def insert_ignore(conn: AsyncConnection, table: sa.Table, values: dict[str, object]) -> bool:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus import KafkaBus
-from shared.db import Database, utcnow
+from shared.db import Database, defer_insert, defer_notify, utcnow
 from shared.envelope import Envelope, new_event
 from shared.events import EventData
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -75,9 +75,10 @@ class Emitter:
             }
             for env in envelopes
         ]
-        await conn.execute(sa.insert(self.db.tables.outbox), rows)
+        # Inside Database.transaction the rows (and one NOTIFY) are written together just before commit.
+        await defer_insert(conn, self.db.tables.outbox, rows)
         if self.db.is_postgres:
-            await conn.execute(sa.text(f"NOTIFY {notify_channel(self.db.schema)}"))
+            await defer_notify(conn, notify_channel(self.db.schema))
         conn.info["outbox_dirty"] = True
 
 

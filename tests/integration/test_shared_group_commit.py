@@ -1,0 +1,157 @@
+"""Group commit, deferred outbox rows and batched inbox claims on a real PostgreSQL database."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import ConsumerRecord
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from shared.consumer import EventConsumer, HandlerContext
+from shared.db import Database, add_delivery_tables, defer_insert
+from shared.envelope import new_event, to_kafka
+from shared.events import EventData
+from shared.events.loyalty import PointsChanged
+from shared.group_commit import GroupCommit
+from shared.outbox import Emitter
+from shared.settings import ServiceSettings
+
+metadata = sa.MetaData()
+tables = add_delivery_tables(metadata)
+notes = sa.Table(
+    "notes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ref", sa.String(40), nullable=False, unique=True),
+)
+
+
+def points_event(customer: str = "cust-1", points: int = 10) -> PointsChanged:
+    """A small valid event to emit."""
+    return PointsChanged(customer_id=customer, entry_id=str(uuid.uuid4()), kind="earn", points=points,
+                         balance=points, reason="test")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A Database on a fresh schema holding the delivery tables and a notes table."""
+    schema = f"gc_{uuid.uuid4().hex[:8]}"
+    engine = create_async_engine(database_url, pool_size=2, max_overflow=0,
+                                 connect_args={"server_settings": {"search_path": schema}})
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(metadata.create_all)
+    database = Database(engine, tables, schema)
+    yield database
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+async def count(db: Database, table: sa.Table) -> int:
+    """Rows in a table."""
+    async with db.engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+async def test_concurrent_works_share_transactions_and_all_commit(db: Database) -> None:
+    group = GroupCommit(db, max_in_flight=1)
+
+    async def work(ref: str) -> str:
+        async def store(conn: AsyncConnection) -> str:
+            await defer_insert(conn, notes, [{"ref": ref}])
+            return ref
+
+        return await group.run(store)
+
+    refs = [f"r{i}" for i in range(50)]
+    assert await asyncio.gather(*(work(r) for r in refs)) == refs
+    assert await count(db, notes) == 50
+    assert group.works == 50
+    assert group.transactions < 50
+
+
+async def test_a_failing_work_fails_alone_and_the_others_commit(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(sa.insert(notes).values(ref="taken"))
+    group = GroupCommit(db, max_in_flight=1)
+
+    async def insert(ref: str) -> str:
+        async def store(conn: AsyncConnection) -> str:
+            await conn.execute(sa.insert(notes).values(ref=ref))
+            return ref
+
+        return await group.run(store)
+
+    results = await asyncio.gather(insert("a"), insert("taken"), insert("b"), insert("c"), return_exceptions=True)
+    assert results[0] == "a" and results[2:] == ["b", "c"]
+    assert isinstance(results[1], IntegrityError)
+    assert await count(db, notes) == 4
+
+
+async def test_outbox_rows_written_at_commit_in_emit_order(db: Database) -> None:
+    emitter = Emitter(db, source="/test")
+    async with db.transaction() as conn:
+        first = await emitter.emit(conn, points_event("c1"), subject="s", correlation_id="k1")
+        second = await emitter.emit(conn, points_event("c2"), subject="s", correlation_id="k2")
+    async with db.engine.connect() as conn:
+        ids = (await conn.execute(sa.select(tables.outbox.c.event_id).order_by(tables.outbox.c.id))).scalars().all()
+    assert ids == [first.id, second.id]
+
+
+async def test_events_of_a_rolled_back_savepoint_are_not_written(db: Database) -> None:
+    emitter = Emitter(db, source="/test")
+    async with db.transaction() as conn:
+        kept = await emitter.emit(conn, points_event("c1"), subject="s", correlation_id="k1")
+        with pytest.raises(RuntimeError):
+            async with conn.begin_nested():
+                await emitter.emit(conn, points_event("c2"), subject="s", correlation_id="k2")
+                raise RuntimeError("handler failed")
+    async with db.engine.connect() as conn:
+        ids = (await conn.execute(sa.select(tables.outbox.c.event_id))).scalars().all()
+    assert ids == [kept.id]
+
+
+async def test_a_failed_transaction_leaves_nothing_deferred_on_the_connection(db: Database) -> None:
+    emitter = Emitter(db, source="/test")
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await emitter.emit(conn, points_event("c1"), subject="s", correlation_id="lost")
+            raise RuntimeError("request failed")
+    # The same pooled connections, used without Database.transaction, insert at once.
+    for _ in range(2):
+        async with db.engine.begin() as conn:
+            await emitter.emit(conn, points_event("c2"), subject="s", correlation_id="direct")
+    assert await count(db, tables.outbox) == 2
+
+
+def record(event: EventData, offset: int, envelope_id: str | None = None) -> ConsumerRecord:
+    """A Kafka record of one event as the consumer receives it."""
+    env = new_event(event, source="/test", subject="s", correlation_id="corr")
+    if envelope_id:
+        env = env.model_copy(update={"id": envelope_id})
+    key, value, headers = to_kafka(env)
+    return ConsumerRecord("redress.loyalty.v1", 0, offset, 0, 0, key, value, None, len(key), len(value), headers)
+
+
+async def test_one_batch_claims_the_inbox_once_per_event(db: Database) -> None:
+    handled: list[str] = []
+
+    async def handler(ctx: HandlerContext, event: EventData) -> None:
+        handled.append(ctx.envelope.id)
+        await ctx.conn.execute(sa.insert(notes).values(ref=ctx.envelope.id[:40]))
+
+    consumer = EventConsumer(
+        service="gc-test", settings=ServiceSettings(), db=db, bus=None,  # type: ignore[arg-type]
+        emitter=Emitter(db, source="/test"), handlers={PointsChanged.event_type: handler}, topics=[],
+    )
+    duplicate = str(uuid.uuid4())
+    batch = [record(points_event(), 0, duplicate), record(points_event(), 1), record(points_event(), 2, duplicate)]
+    await consumer.process(batch)
+    await consumer.process(batch)  # redelivered: no second effect
+    assert len(handled) == 2
+    assert handled[0] == duplicate
+    assert await count(db, notes) == 2
+    assert await count(db, tables.inbox) == 2
