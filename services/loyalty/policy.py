@@ -7,6 +7,8 @@ a `LoyaltyPolicy` (or one of its sections) so every figure is data, not code.
 from __future__ import annotations
 
 import math
+import zoneinfo
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +140,7 @@ class SurveyRules(_Strict):
     weights: dict[str, float]
     levels: list[SatisfactionLevel] = Field(min_length=1)
     level_recent_answers: int = Field(default=5, ge=1)
+    recovery_followup_after_hours: float = Field(default=24, ge=0, le=24 * 90)
 
     @model_validator(mode="after")
     def _consistent(self) -> SurveyRules:
@@ -184,6 +187,8 @@ class LoyaltyPolicy(_Strict):
 
     version: str = Field(min_length=1)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    # Calendar rules (the year of a purchase, the birthday month, the yearly roll-over) use local time.
+    timezone: str = "Asia/Shanghai"
     tiers: TierRules
     benefits: dict[CustomerTier, list[Benefit]]
     points: PointsRules
@@ -194,12 +199,22 @@ class LoyaltyPolicy(_Strict):
 
     @model_validator(mode="after")
     def _benefits_complete(self) -> LoyaltyPolicy:
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
         _all_tiers(self.benefits, "benefits")
         for tier, items in self.benefits.items():
             codes = [b.code for b in items]
             if len(set(codes)) != len(codes):
                 raise ValueError(f"benefits.{tier.value}: benefit codes must be unique")
         return self
+
+    def local_date(self, moment: datetime) -> date:
+        """The calendar date of `moment` where the customers live."""
+        if moment.tzinfo is None:
+            raise ValueError("moment must be timezone-aware")
+        return moment.astimezone(zoneinfo.ZoneInfo(self.timezone)).date()
 
 
 def _describe(error: ValidationError) -> str:

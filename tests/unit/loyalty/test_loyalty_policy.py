@@ -1,6 +1,7 @@
 """The packaged policy follows DOMAIN.md, and a bad policy file is refused with the field named."""
 
 import copy
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,8 @@ _DELETE = object()
         (("care", "followup_days"), [3, 3], "followup_days must be distinct"),
         (("points", "typo_field"), 1, "points.typo_field"),
         (("benefits", "mid_value", 0, "cadence"), "weekly", "benefits.mid_value.0.cadence"),
+        (("timezone",), "Mars/Olympus_Mons", "unknown time zone"),
+        (("surveys", "recovery_followup_after_hours"), -1, "surveys.recovery_followup_after_hours"),
     ],
 )
 def test_bad_policy_names_the_field(path: tuple, value: object, named: str) -> None:
@@ -90,3 +93,12 @@ def test_policy_file_can_be_overridden(tmp_path: Path) -> None:
     custom = tmp_path / "policy.yaml"
     custom.write_text(yaml.safe_dump(_with(("points", "expire_after_days"), 365)), encoding="utf-8")
     assert load_policy(custom).points.expire_after_days == 365
+
+
+def test_calendar_rules_use_the_local_date() -> None:
+    policy = load_policy()
+    # 17:00 UTC on 31 December is already 1 January in Shanghai: a purchase then counts for the new year.
+    assert policy.local_date(datetime(2026, 12, 31, 17, 0, tzinfo=UTC)) == date(2027, 1, 1)
+    assert policy.local_date(datetime(2026, 12, 31, 15, 59, tzinfo=UTC)) == date(2026, 12, 31)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        policy.local_date(datetime(2026, 12, 31))  # naive on purpose

@@ -1,0 +1,267 @@
+"""Points ledger I/O: customer rows, points lots and append-only entries.
+
+Every change first locks the customer's row (an UPDATE, which takes the row lock on PostgreSQL and
+the write lock on SQLite before anything is read), so concurrent redemptions of one customer run
+one after the other and each sees the balance the previous one left. The balance and the lots are
+then changed with guarded UPDATEs, and CHECK constraints refuse a negative balance even if a bug
+slipped past the rules: a balance can never go negative.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.loyalty.models import customers, ledger, points_lots
+from services.loyalty.points import (
+    InsufficientPointsError,
+    Lot,
+    Take,
+    consume_fifo,
+    expired_takes,
+    lot_expiry,
+    reversal_takes,
+)
+from services.loyalty.policy import LoyaltyPolicy
+from shared.db import Database, insert_ignore
+from shared.events import EventData
+from shared.events.loyalty import LedgerKind, PointsChanged
+
+Emit = Callable[[EventData, str | None], Awaitable[object]]
+
+
+class UnknownCustomerError(LookupError):
+    """Loyalty has never heard of this customer."""
+
+
+class LedgerConflictError(RuntimeError):
+    """A guarded update found the row changed: only possible if the row lock was bypassed."""
+
+
+@dataclass
+class Tx:
+    """One unit of work: the open transaction, how to emit events in it, the policy and the time."""
+
+    conn: AsyncConnection
+    emit: Emit
+    policy: LoyaltyPolicy
+    db: Database
+    now: datetime
+    correlation_id: str
+
+
+async def ensure_customer(tx: Tx, customer_id: str) -> bool:
+    """Create the customer's row if it is new (potential tier, zero balance); True when created."""
+    return await insert_ignore(
+        tx.conn,
+        customers,
+        {
+            "customer_id": customer_id,
+            "balance": 0,
+            "tier": "potential",
+            "tier_reasons": [],
+            "created_at": tx.now,
+            "updated_at": tx.now,
+        },
+    )
+
+
+async def lock_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
+    """Lock the customer's row for the rest of the transaction and return it."""
+    result = await tx.conn.execute(
+        sa.update(customers)
+        .where(customers.c.customer_id == customer_id)
+        .values(updated_at=tx.now)
+        .returning(*customers.c)
+    )
+    row = result.mappings().first()
+    if row is None:
+        raise UnknownCustomerError(customer_id)
+    return row
+
+
+async def lots_of(conn: AsyncConnection, customer_id: str) -> list[Lot]:
+    """The customer's lots that still hold points."""
+    rows = await conn.execute(
+        sa.select(
+            points_lots.c.lot_id, points_lots.c.earned_at, points_lots.c.expires_at, points_lots.c.remaining
+        ).where(points_lots.c.customer_id == customer_id, points_lots.c.remaining > 0)
+    )
+    return [Lot(r.lot_id, r.earned_at, r.expires_at, r.remaining) for r in rows]
+
+
+async def source_seen(conn: AsyncConnection, source_key: str) -> bool:
+    """True when an entry with this source key exists (the effect already happened)."""
+    found = await conn.scalar(sa.select(ledger.c.entry_id).where(ledger.c.source_key == source_key))
+    return found is not None
+
+
+async def _take(conn: AsyncConnection, takes: list[Take]) -> None:
+    for take in takes:
+        result = await conn.execute(
+            sa.update(points_lots)
+            .where(points_lots.c.lot_id == take.lot_id, points_lots.c.remaining >= take.points)
+            .values(remaining=points_lots.c.remaining - take.points)
+        )
+        if result.rowcount != 1:
+            raise LedgerConflictError(f"lot {take.lot_id} no longer holds {take.points} points")
+
+
+async def _append(
+    tx: Tx,
+    customer_id: str,
+    kind: LedgerKind,
+    points: int,
+    reason: str,
+    *,
+    entry_id: str | None = None,
+    takes: list[Take] | None = None,
+    **refs: Any,
+) -> dict[str, Any]:
+    """Move the balance by `points` (guarded), append the entry and emit `loyalty.points_changed.v1`."""
+    balance = await tx.conn.scalar(
+        sa.update(customers)
+        .where(customers.c.customer_id == customer_id, customers.c.balance + points >= 0)
+        .values(balance=customers.c.balance + points)
+        .returning(customers.c.balance)
+    )
+    if balance is None:
+        raise InsufficientPointsError(-points, await _balance(tx.conn, customer_id))
+    entry = {
+        "entry_id": entry_id or str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "kind": kind,
+        "points": points,
+        "balance_after": int(balance),
+        "reason": reason[:300],
+        "takes": [{"lot_id": t.lot_id, "points": t.points} for t in takes] if takes else None,
+        "created_at": tx.now,
+        **refs,
+    }
+    await tx.conn.execute(sa.insert(ledger).values(**entry))
+    await tx.emit(
+        PointsChanged(
+            customer_id=customer_id,
+            entry_id=entry["entry_id"],
+            kind=kind,
+            points=points,
+            balance=int(balance),
+            reason=entry["reason"],
+            compensation_id=refs.get("compensation_id"),
+            case_id=refs.get("case_id"),
+            order_id=refs.get("order_id"),
+            value_minor=refs.get("value_minor"),
+            currency=refs.get("currency"),
+        ),
+        customer_id,
+    )
+    return entry
+
+
+async def _balance(conn: AsyncConnection, customer_id: str) -> int:
+    return int(await conn.scalar(sa.select(customers.c.balance).where(customers.c.customer_id == customer_id)) or 0)
+
+
+async def credit(
+    tx: Tx,
+    customer_id: str,
+    points: int,
+    reason: str,
+    *,
+    source_key: str | None,
+    earned_at: datetime | None = None,
+    kind: LedgerKind = "earn",
+    **refs: Any,
+) -> dict[str, Any] | None:
+    """Add points as a new lot (earn, or a positive adjustment); None when `source_key` was already applied."""
+    if points <= 0:
+        raise ValueError("a credit must be positive")
+    await ensure_customer(tx, customer_id)
+    await lock_customer(tx, customer_id)
+    if source_key and await source_seen(tx.conn, source_key):
+        return None
+    entry_id = str(uuid.uuid4())
+    earned = earned_at or tx.now
+    await tx.conn.execute(
+        sa.insert(points_lots).values(
+            lot_id=entry_id,
+            customer_id=customer_id,
+            points=points,
+            remaining=points,
+            earned_at=earned,
+            expires_at=lot_expiry(earned, tx.policy.points),
+            source_key=source_key,
+        )
+    )
+    return await _append(tx, customer_id, kind, points, reason, entry_id=entry_id, source_key=source_key, **refs)
+
+
+async def expire_due(tx: Tx, customer_id: str) -> dict[str, Any] | None:
+    """Expire what is left of the customer's expired lots, oldest first (the row must be locked)."""
+    takes = expired_takes(await lots_of(tx.conn, customer_id), tx.now)
+    if not takes:
+        return None
+    await _take(tx.conn, takes)
+    total = sum(t.points for t in takes)
+    days = tx.policy.points.expire_after_days
+    return await _append(tx, customer_id, "expire", -total, f"points older than {days} days expired", takes=takes)
+
+
+async def debit(
+    tx: Tx,
+    customer_id: str,
+    points: int,
+    kind: LedgerKind,
+    reason: str,
+    *,
+    source_key: str | None = None,
+    **refs: Any,
+) -> dict[str, Any]:
+    """Take points oldest first (a redemption or a negative adjustment); InsufficientPointsError if short."""
+    if points <= 0:
+        raise ValueError("a debit must be positive")
+    await lock_customer(tx, customer_id)
+    await expire_due(tx, customer_id)
+    takes = consume_fifo(await lots_of(tx.conn, customer_id), points, tx.now)
+    await _take(tx.conn, takes)
+    return await _append(tx, customer_id, kind, -points, reason, takes=takes, source_key=source_key, **refs)
+
+
+async def reverse(
+    tx: Tx,
+    customer_id: str,
+    points: int,
+    reason: str,
+    *,
+    source_key: str,
+    prefer_lot: str | None = None,
+    **refs: Any,
+) -> dict[str, Any] | None:
+    """Take back up to `points` (refund, reversed compensation), never below zero; None if already done.
+
+    Points the customer already spent cannot be taken back: the entry records what was taken and
+    its reason says how much could not be.
+    """
+    await ensure_customer(tx, customer_id)
+    await lock_customer(tx, customer_id)
+    if await source_seen(tx.conn, source_key):
+        return None
+    await expire_due(tx, customer_id)
+    takes = reversal_takes(await lots_of(tx.conn, customer_id), points, tx.now, prefer_lot)
+    await _take(tx.conn, takes)
+    taken = sum(t.points for t in takes)
+    if taken < points:
+        reason = f"{reason} ({points - taken} points already spent, not taken back)"
+    return await _append(tx, customer_id, "reverse", -taken, reason, takes=takes, source_key=source_key, **refs)
+
+
+async def lot_of_source(conn: AsyncConnection, source_key: str) -> str | None:
+    """The lot created by the entry with `source_key` (to reverse from it first)."""
+    value = await conn.scalar(sa.select(points_lots.c.lot_id).where(points_lots.c.source_key == source_key))
+    return str(value) if value is not None else None

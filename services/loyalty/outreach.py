@@ -1,0 +1,199 @@
+"""Care follow-ups (durable timers on days 3 and 7), churn-risk alerts and the post-recovery survey."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.loyalty import feedback, ledger
+from services.loyalty.care import ChurnInputs, churn_alert_due, churn_signals, followup_schedule
+from services.loyalty.ledger import Tx
+from services.loyalty.models import care_followups, complaints_seen, customers, surveys
+from shared import timers
+from shared.db import insert_ignore
+from shared.events.loyalty import CareFollowupDue, ChurnRisk
+from shared.events.vocabulary import CustomerTier
+
+FOLLOWUP_TIMER = "loyalty.care_followup"
+RECOVERY_SURVEY_TIMER = "loyalty.recovery_survey"
+
+
+def followup_key(case_id: str, resolved_at: datetime, day: int) -> str:
+    """Timer key of one follow-up: a case resolved again after a reopen gets new follow-ups."""
+    return f"{case_id}@{resolved_at.strftime('%Y%m%dT%H%M%S%f')}#d{day}"
+
+
+async def schedule_followups(tx: Tx, customer_id: str, case_id: str, resolved_at: datetime) -> int:
+    """Schedule the day-3 and day-7 follow-ups of a resolution (once); returns how many were new."""
+    created = 0
+    for item in followup_schedule(resolved_at, tx.policy.care.followup_days):
+        key = followup_key(case_id, resolved_at, item.day)
+        new = await insert_ignore(
+            tx.conn,
+            care_followups,
+            {
+                "timer_key": key,
+                "customer_id": customer_id,
+                "case_id": case_id,
+                "day": item.day,
+                "due_at": item.due_at,
+                "status": "pending",
+                "status_at": tx.now,
+            },
+        )
+        if new:
+            await timers.schedule(
+                tx.conn,
+                tx.db,
+                FOLLOWUP_TIMER,
+                key,
+                item.due_at,
+                {"customer_id": customer_id, "case_id": case_id, "day": item.day, "correlation_id": tx.correlation_id},
+            )
+            created += 1
+    return created
+
+
+async def cancel_followups(tx: Tx, *, customer_id: str | None = None, case_id: str | None = None) -> int:
+    """Cancel pending follow-ups of a customer (they complained again) or of a case (it was reopened)."""
+    where = [care_followups.c.status == "pending"]
+    if customer_id:
+        where.append(care_followups.c.customer_id == customer_id)
+    if case_id:
+        where.append(care_followups.c.case_id == case_id)
+    keys = list(await tx.conn.scalars(sa.select(care_followups.c.timer_key).where(*where)))
+    for key in keys:
+        await timers.cancel(tx.conn, tx.db, FOLLOWUP_TIMER, key)
+    if keys:
+        await tx.conn.execute(
+            sa.update(care_followups)
+            .where(care_followups.c.timer_key.in_(keys))
+            .values(status="cancelled", status_at=tx.now)
+        )
+    return len(keys)
+
+
+async def fire_followup(tx: Tx, key: str, payload: dict[str, Any], due_at: datetime) -> bool:
+    """A follow-up timer fired: publish `care.followup_due.v1` unless it was cancelled meanwhile."""
+    result = await tx.conn.execute(
+        sa.update(care_followups)
+        .where(care_followups.c.timer_key == key, care_followups.c.status == "pending")
+        .values(status="due", status_at=tx.now)
+    )
+    if result.rowcount != 1:
+        return False
+    await tx.emit(
+        CareFollowupDue(
+            customer_id=payload["customer_id"], case_id=payload["case_id"], day=int(payload["day"]), due_at=due_at
+        ),
+        payload["case_id"],
+    )
+    return True
+
+
+async def record_complaint(tx: Tx, complaint_id: str, customer_id: str, received_at: datetime) -> bool:
+    """Remember a complaint's time (for the complaint-rate signal); False if seen before."""
+    return await insert_ignore(
+        tx.conn,
+        complaints_seen,
+        {"complaint_id": complaint_id, "customer_id": customer_id, "received_at": received_at},
+    )
+
+
+async def _complaint_times(conn: AsyncConnection, customer_id: str, since: datetime) -> tuple[datetime, ...]:
+    rows = await conn.scalars(
+        sa.select(complaints_seen.c.received_at).where(
+            complaints_seen.c.customer_id == customer_id, complaints_seen.c.received_at >= since
+        )
+    )
+    return tuple(rows)
+
+
+async def evaluate_churn(
+    tx: Tx,
+    customer_id: str,
+    *,
+    low_score: bool = False,
+    sla_breached: bool = False,
+    case_id: str | None = None,
+    tier_hint: CustomerTier | None = None,
+) -> list[str]:
+    """Raise `care.churn_risk.v1` when signals are present and no alert went out within the cooldown."""
+    rules = tx.policy.care.churn
+    await ledger.ensure_customer(tx, customer_id)
+    account = await ledger.lock_customer(tx, customer_id)
+    tier = CustomerTier(account["tier"])
+    if tier_hint is not None and account["tier_year"] is None:
+        # Loyalty has no purchases for this customer yet: trust the tier the case carried.
+        tier = tier_hint
+    window = timedelta(days=rules.complaint_window_days)
+    times = await _complaint_times(tx.conn, customer_id, tx.now - 2 * window)
+    signals = churn_signals(ChurnInputs(tx.now, times, low_score, sla_breached, tier), rules)
+    if not signals or not churn_alert_due(account["last_churn_alert_at"], tx.now, rules):
+        return []
+    await tx.conn.execute(
+        sa.update(customers).where(customers.c.customer_id == customer_id).values(last_churn_alert_at=tx.now)
+    )
+    await tx.emit(
+        ChurnRisk(
+            customer_id=customer_id,
+            signals=[s.value for s in signals],
+            detected_at=tx.now,
+            customer_tier=tier,
+            case_id=case_id,
+        ),
+        customer_id,
+    )
+    return [s.value for s in signals]
+
+
+async def schedule_recovery_survey(tx: Tx, customer_id: str, case_id: str | None, compensation_id: str) -> bool:
+    """After a recovery for a low score, schedule the follow-up survey that measures whether it worked."""
+    where = [surveys.c.customer_id == customer_id, surveys.c.low_score.is_(True), surveys.c.follow_up_of.is_(None)]
+    if case_id:
+        where.append(surveys.c.case_id == case_id)
+    original = await tx.conn.scalar(
+        sa.select(surveys.c.survey_id).where(*where).order_by(surveys.c.answered_at.desc()).limit(1)
+    )
+    if original is None:
+        return False
+    due = tx.now + timedelta(hours=tx.policy.surveys.recovery_followup_after_hours)
+    return await timers.schedule(
+        tx.conn,
+        tx.db,
+        RECOVERY_SURVEY_TIMER,
+        compensation_id,
+        due,
+        {
+            "customer_id": customer_id,
+            "original_survey_id": original,
+            "compensation_id": compensation_id,
+            "correlation_id": tx.correlation_id,
+        },
+    )
+
+
+async def issue_recovery_survey(tx: Tx, payload: dict[str, Any]) -> str | None:
+    """The follow-up survey after a recovery: same case, tier, queue and category as the original."""
+    original = (
+        (await tx.conn.execute(sa.select(surveys).where(surveys.c.survey_id == payload["original_survey_id"])))
+        .mappings()
+        .first()
+    )
+    if original is None:
+        return None
+    tier = await feedback.customer_tier(tx.conn, original["customer_id"])
+    return await feedback.issue_survey(
+        tx,
+        customer_id=original["customer_id"],
+        case_id=original["case_id"],
+        source_key=f"recovery:{payload['compensation_id']}",
+        tier=tier,
+        queue=original["queue"],
+        category=original["category"],
+        follow_up_of=original["survey_id"],
+        compensation_id=payload["compensation_id"],
+    )

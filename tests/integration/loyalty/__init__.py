@@ -1,0 +1,1 @@
+"""Loyalty running under uvicorn on PostgreSQL and its own embedded broker."""
