@@ -87,23 +87,31 @@ def start_clock(name: Clock, at: datetime, target: timedelta) -> ClockState:
     return ClockState(name=name, started_at=at, target=target)
 
 
+def _held(clock: ClockState, pauses: Iterable[Pause]) -> list[Interval]:
+    """Paused intervals that count for this clock: none after it was met (its deadline is history then)."""
+    spans = intervals(pauses)
+    if clock.met_at is None:
+        return spans
+    return [(lo, min(hi, clock.met_at)) for lo, hi in spans if lo < clock.met_at]
+
+
 def due_at(clock: ClockState, calendar: BusinessCalendar | None, pauses: Iterable[Pause]) -> datetime | None:
     """Deadline of the clock's current window; None while an open pause holds it."""
-    return add_working_time(clock.started_at, clock.target, calendar, intervals(pauses))
+    return add_working_time(clock.started_at, clock.target, calendar, _held(clock, pauses))
 
 
 def warn_at(
     clock: ClockState, share: float, calendar: BusinessCalendar | None, pauses: Iterable[Pause]
 ) -> datetime | None:
     """When the clock has used ``share`` of its target."""
-    return add_working_time(clock.started_at, clock.target * share, calendar, intervals(pauses))
+    return add_working_time(clock.started_at, clock.target * share, calendar, _held(clock, pauses))
 
 
 def remaining(
     clock: ClockState, now: datetime, calendar: BusinessCalendar | None, pauses: Iterable[Pause]
 ) -> timedelta:
     """Working time left in the current window (negative once overdue)."""
-    return clock.target - working_time_between(clock.started_at, now, calendar, intervals(pauses))
+    return clock.target - working_time_between(clock.started_at, now, calendar, _held(clock, pauses))
 
 
 def restart(clock: ClockState, at: datetime, target: timedelta) -> ClockState:

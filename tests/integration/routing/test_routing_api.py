@@ -357,3 +357,14 @@ def test_policy_in_force(routing: ServiceProcess) -> None:
         policy = http.get("/v1/policy").json()
     assert policy["version"] and policy["warning_share"] == 0.75
     assert policy["tiers"]["P2"]["first_response"] == "PT2H"
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "resume"])
+async def test_an_overlong_idempotency_key_is_refused(
+    routing: ServiceProcess, tap: EventTap, publish: Any, action: str
+) -> None:
+    case_id = (await routed_case(tap, publish)).data["case_id"]
+    with client(routing) as http:
+        response = http.post(f"/v1/cases/{case_id}/{action}", headers={"Idempotency-Key": "k" * 201})
+    problem = assert_problem(response, 422)
+    assert [e["field"] for e in problem["errors"]] == ["header.Idempotency-Key"]

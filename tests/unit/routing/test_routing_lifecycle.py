@@ -298,3 +298,14 @@ def test_reopen_needs_a_supervisor_and_restarts_the_resolution_clock(
     assert {t.clock for t in outcome.case.timers(policy)} == {"next_update", "resolution"}
     with pytest.raises(IllegalTransitionError, match="first handling"):
         lifecycle.resolve(outcome.case, AGENT, t0 + 3 * H, policy, "fixed", True)
+
+
+def test_first_handling_left_out_follows_the_case_history(
+    make_case: MakeCase, policy: RoutingPolicy, t0: datetime
+) -> None:
+    direct = lifecycle.resolve(make_case(), AGENT, t0 + H, policy, "answered", None)
+    assert direct.case.first_handling is True and direct.events[-1].first_handling is True
+    case = lifecycle.hand_off(make_case(), AGENT, t0, policy, "billing", "refund").case
+    case = lifecycle.acknowledge(case, AGENT2, t0 + M, policy).case
+    after_handoff = lifecycle.resolve(case, AGENT2, t0 + H, policy, "refunded", None)
+    assert after_handoff.case.first_handling is False

@@ -165,3 +165,12 @@ def test_each_clock_is_visible_on_its_own(state: dict, pauses: list[Pause], stat
 def test_view_of_a_running_clock() -> None:
     shown = sla.view(clock(2 * H), T0 + H, 0.75, None, [])
     assert (shown.due_at, shown.warn_at, shown.remaining_seconds) == (T0 + 2 * H, T0 + 90 * H / 60, 3600)
+
+
+def test_a_met_clock_keeps_its_deadline_through_later_pauses() -> None:
+    met = sla.meet(clock(4 * H), T0 + H)
+    later = [Pause(waiting_on="customer", started_at=T0 + 2 * H, ended_at=T0 + 5 * H)]
+    assert sla.due_at(met, None, later) == T0 + 4 * H
+    earlier = [Pause(waiting_on="customer", started_at=T0 + 30 * H / 60, ended_at=T0 + 2 * H)]
+    # Only the part of a pause before the response counts.
+    assert sla.due_at(met, None, earlier) == T0 + 4 * H + 30 * H / 60
