@@ -9,6 +9,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 
 from shared.envelope import Envelope, to_kafka
 from shared.settings import ServiceSettings
+from shared.tracing import publishing
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,12 @@ class KafkaBus:
         """Send events in order and wait until the broker acknowledged every one."""
         producer = await self.producer()
         try:
-            futures = []
-            for topic, env in items:
-                key, value, headers = to_kafka(env)
-                futures.append(await producer.send(topic, value=value, key=key, headers=headers))
-            await asyncio.gather(*futures)
+            with publishing() as traced:  # one PRODUCER span per event; the event carries it as traceparent
+                futures = []
+                for topic, env in items:
+                    key, value, headers = to_kafka(traced(topic, env))
+                    futures.append(await producer.send(topic, value=value, key=key, headers=headers))
+                await asyncio.gather(*futures)
         except Exception:
             await self.reset()
             raise

@@ -27,6 +27,7 @@ from shared.metrics import CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED, HANDLER
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.topics import Topic
+from shared.tracing import consuming
 from shared.transient import is_transient
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ class HandlerContext:
             subject=subject,
             correlation_id=self.envelope.correlationid,
             causation_id=self.envelope.id,
-            traceparent=self.envelope.traceparent,
         )
 
 
@@ -212,7 +212,8 @@ class EventConsumer:
         token = correlation_id_var.set(env.correlationid)
         started = time.perf_counter()
         try:
-            await self.handlers[env.type](HandlerContext(conn, env, self.emitter), payload)
+            with consuming(env, item.record.topic, self.group_id):  # CONSUMER span, child of the producer's
+                await self.handlers[env.type](HandlerContext(conn, env, self.emitter), payload)
         finally:
             correlation_id_var.reset(token)
         HANDLER_LATENCY.labels(type=env.type).observe(time.perf_counter() - started)

@@ -1,4 +1,4 @@
-"""ASGI middleware shared by every service: request metrics, correlation ids, body size limit."""
+"""ASGI middleware shared by every service: request metrics and trace spans, correlation ids, body size limit."""
 
 import json
 import time
@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.logs import correlation_id_var
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.problems import PROBLEM_BASE, PROBLEM_JSON
+from shared.tracing import finish_server_span, server_span
 
 CORRELATION_HEADER = b"x-correlation-id"
 
@@ -50,17 +51,19 @@ class ServiceMiddleware:
                 message["headers"] = [*message.get("headers", []), (CORRELATION_HEADER, correlation_id.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_with_status)
-        except _BodyTooLarge:
-            await self._too_large(scope, send)
-            status = 413
-        finally:
-            correlation_id_var.reset(token)
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+        with server_span(scope["method"], headers) as span:
+            try:
+                await self.app(scope, limited_receive, send_with_status)
+            except _BodyTooLarge:
+                await self._too_large(scope, send)
+                status = 413
+            finally:
+                correlation_id_var.reset(token)
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                finish_server_span(span, scope["method"], path, status)
+                HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
+                HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         body = json.dumps(

@@ -22,6 +22,7 @@ from shared.envelope import Envelope, new_event
 from shared.events import EventData
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.settings import ServiceSettings
+from shared.tracing import with_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,14 @@ class Emitter:
         traceparent: str | None = None,
     ) -> Envelope:
         """Record ``data`` as an event to publish when the transaction commits."""
-        env = new_event(
+        env = with_traceparent(new_event(
             data,
             source=self.source,
             subject=subject,
             correlation_id=correlation_id,
             causation_id=causation_id,
             traceparent=traceparent,
-        )
+        ))
         await self.emit_envelopes(conn, [env])
         return env
 
@@ -65,6 +66,7 @@ class Emitter:
         if not envelopes:
             return
         now = utcnow()
+        envelopes = [with_traceparent(env) for env in envelopes]  # joins the complaint's trace
         rows = [
             {
                 "event_id": env.id,

@@ -16,16 +16,19 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.asyncapi import asyncapi_router
 from shared.bus import KafkaBus
 from shared.consumer import EventConsumer, Handler
 from shared.db import Database, DeliveryTables, make_engine
 from shared.http import ServiceMiddleware
 from shared.logs import configure_logging
+from shared.metrics import refresh_database_gauges
 from shared.outbox import Emitter, OutboxRelay
 from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import ServiceSettings
 from shared.timers import TimerHandler, TimerWorker
+from shared.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ async def _maintain_outbox(runtime: Runtime) -> None:
 def create_app(spec: ServiceSpec) -> FastAPI:
     """The service's FastAPI app with lifespan, health, metrics and problem+json errors."""
     configure_logging(spec.name, spec.settings.log_level)
+    configure_tracing(spec.name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,6 +130,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(ServiceMiddleware, max_body_bytes=spec.settings.max_body_bytes)
     app.include_router(health_router())
+    app.include_router(asyncapi_router(spec.name, spec.handlers))
     for router in spec.routers:
         app.include_router(router)
     return app
@@ -166,6 +171,7 @@ async def _shutdown(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.wait_for(runtime.relay.drain_once(), 5)
     await runtime.bus.close()
     await runtime.db.dispose()
+    shutdown_tracing()
     log.info("%s stopped", runtime.name)
 
 
@@ -205,7 +211,8 @@ def health_router() -> APIRouter:
         return problem_response(request, err)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        await refresh_database_gauges(getattr(request.app.state, "runtime", None))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -7,6 +7,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from shared.auth import issue_token
+from shared.cli.asyncapi_cmd import add_asyncapi
+from shared.cli.common import INTERRUPTED, OK, CliError
+from shared.cli.dlq import add_dlq
+from shared.cli.lag import add_lag
+from shared.cli.submit import add_submit
+from shared.cli.watch import add_watch
+from shared.cli.whatif import add_whatif
 from shared.events.vocabulary import Role
 from shared.settings import DEV_OPERATOR_SECRET
 
@@ -28,7 +35,15 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_token]  # type: ignore[type-arg]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
+    add_token,
+    add_watch,
+    add_submit,
+    add_lag,
+    add_dlq,
+    add_whatif,
+    add_asyncapi,
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +53,18 @@ def main(argv: list[str] | None = None) -> None:
     for register in COMMANDS:
         register(sub)
     args = parser.parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except CliError as exc:
+        print(f"redress {args.command}: {exc}", file=sys.stderr)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`redress watch | head`): not an error. Quiet the final flush too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = OK
+    sys.exit(code)
 
 
 if __name__ == "__main__":
