@@ -8,6 +8,7 @@ import http.server
 import os
 import re
 import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Iterator
@@ -122,7 +123,9 @@ def test_lock_pins_every_runtime_dependency_at_the_project_version_and_no_dev_to
 def run_entrypoint(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """docker-entrypoint.sh as the image runs it: python on PATH, the sources on PYTHONPATH."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("REDRESS_", "DATABASE_URL"))}
-    full_env = {**base, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), **env}
+    # `python` is the interpreter running the tests, as the image's venv python is first on its PATH.
+    python_dir = Path(sys.executable).parent
+    full_env = {**base, "PATH": f"{python_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
         ["sh", str(ENTRYPOINT), *args], env=full_env, cwd=ROOT, capture_output=True, text=True, timeout=120,
         check=False,
