@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -130,11 +131,21 @@ class EventConsumer:
                 # offset commit: a fetch costs one database commit, not one per partition.
                 await self.process([record for records in batches.values() for record in records])
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                await self.consumer.commit(offsets)
-                for tp, next_offset in offsets.items():
-                    self._record_lag(tp, next_offset)
+                await self._commit(offsets)
         finally:
             await self.consumer.stop()
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit after the effects are stored. After a rebalance the commit may be refused; that is
+        harmless (the new owner redelivers and the inbox skips what was done), so stay in the group."""
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            log.info("offset commit skipped after a rebalance: %s", type(exc).__name__)
+            return
+        for tp, next_offset in offsets.items():
+            self._record_lag(tp, next_offset)
 
     def _record_lag(self, tp: TopicPartition, next_offset: int) -> None:
         end = self.consumer.highwater(tp) if self.consumer else None

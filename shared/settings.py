@@ -38,7 +38,7 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     data_dir: Path = Path("data")
     database_url: str = Field(default="", description="SQLAlchemy async URL; empty means SQLite under data_dir.")
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=5, ge=1, le=200)
     kafka_bootstrap_servers: str = Field(default="", description="host:port list; empty: read data_dir/broker.txt")
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     kafka_linger_ms: int = Field(default=5, ge=0, le=1_000)

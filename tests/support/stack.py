@@ -36,6 +36,7 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
         env[f"{prefix}_KAFKA_LINGER_MS"] = "0"
         env[f"{prefix}_OUTBOX_POLL_SECONDS"] = "0.5"
         env[f"{prefix}_KAFKA_ASSIGNOR_DELAY_MS"] = "500"
+        env[f"{prefix}_DB_POOL_SIZE"] = "3"
     env.update(extra)
     return env
 
