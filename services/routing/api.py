@@ -52,7 +52,7 @@ Sort = Literal[
     "deadline", "first_response_due", "next_update_due", "resolution_due", "severity", "received_at", "-received_at"
 ]
 OPEN_STATES: tuple[State, ...] = ("new", "open", "waiting")
-ACTION_ERRORS = problem_responses(401, 403, 404, 409, 422, 429)
+ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
 READ_ERRORS = problem_responses(401, 404, 422, 429)
 
 
@@ -570,13 +570,13 @@ async def get_figures(
                 code="validation",
                 errors=[FieldError(field=f"query.{name}", message="needs a time zone")],
             )
-    if start >= end:
+    if start > end:
         raise ProblemError(
             422,
             "Validation failed",
-            "since must be before until",
+            "since must not be after until",
             code="validation",
-            errors=[FieldError(field="query.since", message="must be before until")],
+            errors=[FieldError(field="query.since", message="must not be after until")],
         )
     async with runtime.db.engine.connect() as conn:
         return await figures.compute(conn, start, end, policy)
