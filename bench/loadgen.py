@@ -12,9 +12,8 @@ It has to cost far less CPU than the server it loads (both share two cores), so 
 import asyncio
 import contextlib
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -238,6 +237,10 @@ class LoadGenerator:
     def __init__(self) -> None:
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
 
+    def submit(self, spec: LoadSpec) -> "Future[LoadResult]":
+        """Start one load; the future holds its result."""
+        return self._pool.submit(_run_in_child, spec)
+
     def run(self, spec: LoadSpec) -> LoadResult:
         """Run one load and wait for its result."""
         return self._pool.submit(_run_in_child, spec).result()
@@ -263,6 +266,5 @@ def describe(result: LoadResult) -> dict[str, Any]:
         "errors": result.errors,
         "latency_ms": latency_summary(result.latencies_ms),
         "generator_cpu_s": result.cpu_s,
-        "generator_pid": os.getpid(),
         "samples": result.samples,
     }

@@ -9,7 +9,7 @@ import httpx
 
 from bench.ceiling import TABLE_DDL
 from bench.context import Bench
-from bench.infra import Server
+from bench.infra import Server, postgres_cpu_seconds
 from bench.loadgen import LoadResult, LoadSpec, describe
 from bench.stats import Spread, latency_summary, limit_row, ratio_row
 from bench.workload import ComplaintFactory, complaint_body
@@ -22,15 +22,33 @@ BENCH_KEY_SECRET = "bench-channel-secret-0123456789abcdef"
 def repeat(bench: Bench, server: Server, factory: ComplaintFactory, label: str) -> list[LoadResult]:
     """``plan.runs`` closed-loop runs of the same load against one server."""
     results = []
+    costs = []
+    database = bench.dsn.rsplit("/", 1)[1]
     for run in range(bench.plan.runs):
         spec = LoadSpec("127.0.0.1", server.port, replace(factory, run_id=f"{label[:6]}{run}{factory.run_id}"),
                         concurrency=bench.plan.concurrency, duration=bench.plan.duration, warmup=bench.plan.warmup)
+        cpu_before, pg_before = server.cpu_seconds(), postgres_cpu_seconds(database)
         result = bench.loadgen.run(spec)
+        cpu, pg = server.cpu_seconds() - cpu_before, postgres_cpu_seconds(database) - pg_before
         if result.ok == 0:
             raise RuntimeError(f"{label}: no request succeeded: {result.statuses} {result.errors} {result.samples}")
         results.append(result)
-    bench.raw.setdefault("http", {})[label] = [describe(r) for r in results]
+        # CPU per request hardly depends on what else runs on the machine, unlike requests/s.
+        costs.append({"server_cpu_ms_per_req": 1000 * cpu / max(1, result.sent),
+                      "postgres_cpu_ms_per_req": 1000 * pg / max(1, result.sent),
+                      "generator_cpu_ms_per_req": 1000 * result.cpu_s / max(1, result.sent)})
+    bench.raw.setdefault("http", {})[label] = [{**describe(r), **c} for r, c in zip(results, costs, strict=True)]
+    bench.raw.setdefault("cpu_per_request", {})[label] = {
+        k: Spread.of([c[k] for c in costs]).median for k in costs[0]}
     return results
+
+
+def cpu_row(bench: Bench, section: str, label: str) -> None:
+    """Server and PostgreSQL CPU milliseconds per request of one measured server (medians of the runs)."""
+    cost = bench.raw["cpu_per_request"][label]
+    value = Spread.of([cost["server_cpu_ms_per_req"]])
+    bench.add(limit_row(section, f"{label}: CPU per request (server; PostgreSQL {cost['postgres_cpu_ms_per_req']:.2f})",
+                        value, "ms"))
 
 
 def throughput(results: list[LoadResult]) -> Spread:
@@ -79,6 +97,7 @@ def measure_ceilings(bench: Bench) -> None:
             bench.add(limit_row("ceiling", f"ceiling {key}: {what}, {workers} worker(s)", bench.ceilings[key], "req/s"))
             if workers == 1:
                 bench.add(limit_row("ceiling", f"ceiling {key} p99", latency(results, "p99"), "ms"))
+                cpu_row(bench, "ceiling", f"ceiling {key}")
 
 
 def probe_intake(server: Server) -> ComplaintFactory:
@@ -99,9 +118,9 @@ def probe_intake(server: Server) -> ComplaintFactory:
     raise RuntimeError("intake accepted no benchmark body:\n" + "\n".join(answers))
 
 
-def intake_env(bench: Bench) -> dict[str, str]:
+def intake_env(base: dict[str, str]) -> dict[str, str]:
     """The stack environment plus a channel key for signed benchmark requests."""
-    env = dict(bench.env)
+    env = dict(base)
     keys = {"web": {BENCH_KEY_ID: BENCH_KEY_SECRET}}
     env.setdefault("INTAKE_CHANNEL_KEYS", json.dumps(keys))
     return env
@@ -110,7 +129,7 @@ def intake_env(bench: Bench) -> dict[str, str]:
 def measure_intake(bench: Bench) -> None:
     """Intake alone (no consumers running) at every worker count, against the ceilings."""
     for workers in bench.plan.workers:
-        server = Server(f"intake-{workers}w", "services.intake.app:app", intake_env(bench),
+        server = Server(f"intake-{workers}w", "services.intake.app:app", intake_env(bench.env),
                         bench.logs / f"intake-{workers}w.log", workers=workers).start()
         try:
             factory = probe_intake(server)
@@ -127,6 +146,7 @@ def measure_intake(bench: Bench) -> None:
                                 bench.ceilings, "A", aim_ratio=1.0))
             bench.add(limit_row("1 intake", "latency p50", latency(results, "p50"), "ms"))
             bench.add(limit_row("1 intake", "latency p99", latency(results, "p99"), "ms"))
+            cpu_row(bench, "1 intake", "intake 1w")
             bench.raw["intake_1w_cpu_note"] = "generator CPU s per run: " + ", ".join(
                 f"{r.cpu_s:.1f}" for r in results)
         else:

@@ -1,8 +1,228 @@
-"""placeholder"""
+"""The whole pipeline: intake -> routing -> (resolve) -> recovery -> loyalty, on four uvicorn processes.
+
+- sustained: intake driven as hard as it goes (closed loop); how many complaints per second come out
+  of routing as ``case.routed.v1`` during the load, the backlog left at its end and how long it takes
+  to drain;
+- latency at a fixed rate (open loop, 200 complaints/s): POST -> ``case.routed.v1`` seen on the
+  broker, and for one case in ``resolve_share`` resolved by an agent as soon as it is routed,
+  resolve POST -> ``loyalty.points_changed.v1`` (recovery and loyalty in between);
+- resident memory of every service, sampled all along.
+"""
+
+import asyncio
+import contextlib
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import httpx
 
 from bench.context import Bench
+from bench.infra import OPERATOR_SECRET, SERVICES, Server
+from bench.loadgen import LoadResult, LoadSpec, describe
+from bench.observer import Observer
+from bench.scenarios.http import intake_env, probe_intake
+from bench.stats import Spread, latency_summary, limit_row, ratio_row
+from shared.auth import issue_token
+from shared.events.vocabulary import Role
+
+ROUTED = "case.routed.v1"
+RESOLVED = "case.resolved.v1"
+ISSUED = "compensation.issued.v1"
+POINTS = "loyalty.points_changed.v1"
+
+
+def start_stack(bench: Bench) -> dict[str, Server]:
+    """The four services, each one uvicorn worker, ready."""
+    for name in SERVICES:
+        env = intake_env(bench.env) if name == "intake" else bench.env
+        server = Server(name, f"services.{name}.app:app", env, bench.logs / f"{name}.log")
+        bench.stack[name] = server
+    for server in bench.stack.values():
+        server.start()
+    return bench.stack
+
+
+class MemorySampler:
+    """Samples the resident size of every service in a thread; keeps each one's peak and last value."""
+
+    def __init__(self, servers: dict[str, Server], interval: float = 0.5) -> None:
+        self.servers = servers
+        self.interval = interval
+        self.peak: dict[str, float] = dict.fromkeys(servers, 0.0)
+        self.last: dict[str, float] = dict.fromkeys(servers, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for name, server in self.servers.items():
+                rss = server.rss_mib()
+                self.last[name] = rss
+                self.peak[name] = max(self.peak[name], rss)
 
 
 def measure_pipeline(bench: Bench) -> None:
-    """placeholder"""
-    bench.note("pipeline: not yet written")
+    """Sustained throughput, end-to-end latency at 200/s, and memory, on the running stack."""
+    servers = start_stack(bench)
+    factory = probe_intake(servers["intake"])
+    with MemorySampler(servers) as memory:
+        asyncio.run(_measure(bench, servers, factory))
+    for name in SERVICES:
+        bench.add(limit_row("5 memory", f"{name} peak resident size under the pipeline load",
+                            Spread.of([memory.peak[name]]), "MiB", limit=bench.plan.memory_limit_mib))
+    bench.raw["memory_mib"] = {"peak": memory.peak, "end": memory.last}
+
+
+async def _measure(bench: Bench, servers: dict[str, Server], factory: Any) -> None:
+    observer = Observer(bench.bootstrap, want_data=frozenset({ROUTED}))
+    await observer.start()
+    try:
+        await _sustained(bench, servers, factory, observer)
+        await _latency(bench, servers, factory, observer)
+    finally:
+        await observer.stop()
+
+
+async def _sustained(bench: Bench, servers: dict[str, Server], factory: Any, observer: Observer) -> None:
+    plan = bench.plan
+    rates, backlogs, drains, accepted_rates = [], [], [], []
+    for run in range(plan.runs):
+        spec = LoadSpec("127.0.0.1", servers["intake"].port, replace(factory, run_id=f"sus{run}{factory.run_id}"),
+                        concurrency=plan.concurrency, duration=plan.sustained_duration, warmup=plan.warmup,
+                        capture="complaint_id")
+        started = time.time()
+        result = await bench.loadgen.run_async(spec)
+        ids = [cid for cid, _ in result.captured]
+        window_start = started + plan.warmup
+        window_end = window_start + plan.sustained_duration
+        await _wait_all(observer, ROUTED, ids, timeout=max(60.0, 10 * plan.sustained_duration))
+        arrivals = observer.arrivals[ROUTED]
+        routed_times = [arrivals[cid] for cid in ids if cid in arrivals]
+        in_window = sum(1 for t in routed_times if window_start <= t < window_end)
+        sent_by_end = sum(1 for _, wall in result.captured if wall < window_end)
+        routed_by_end = sum(1 for t in routed_times if t < window_end)
+        rates.append(in_window / plan.sustained_duration)
+        accepted_rates.append(result.throughput)
+        backlogs.append(float(sent_by_end - routed_by_end))
+        drains.append(max(0.0, max(routed_times, default=window_end) - window_end))
+        bench.raw.setdefault("pipeline_sustained", []).append(
+            {**describe(result), "routed_in_window_per_s": rates[-1], "backlog_at_end": backlogs[-1],
+             "drain_s": drains[-1], "routed": len(routed_times), "accepted": len(ids)})
+    bench.add(ratio_row("2 pipeline", "complaints/s routed while intake is driven flat out", Spread.of(rates),
+                        "req/s", bench.ceilings, "A", aim_ratio=0.5))
+    bench.add(limit_row("2 pipeline", "intake accepted meanwhile", Spread.of(accepted_rates), "req/s"))
+    bench.add(limit_row("2 pipeline", "backlog (accepted, not yet routed) at the end of the load",
+                        Spread.of(backlogs), "events"))
+    bench.add(limit_row("2 pipeline", "time to drain that backlog", Spread.of(drains), "s"))
+
+
+async def _wait_all(observer: Observer, event_type: str, ids: list[str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = observer.arrivals[event_type]
+        if all(cid in seen for cid in ids):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+class Resolver:
+    """Resolves one routed case in ``share`` as an agent, noting when each resolve was sent."""
+
+    def __init__(self, routing_url: str, share: int) -> None:
+        token = issue_token(OPERATOR_SECRET, "bench-agent", Role.AGENT)
+        self.client = httpx.AsyncClient(base_url=routing_url, headers={"Authorization": f"Bearer {token}"},
+                                        timeout=30, limits=httpx.Limits(max_connections=16))
+        self.share = share
+        self.seen = 0
+        self.sent: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        self.samples: list[str] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.enabled = False
+
+    def on_event(self, event_type: str, correlation: str, data: dict[str, Any] | None, _now: float) -> None:
+        """Observer callback: resolve every ``share``-th routed case."""
+        if not self.enabled or event_type != ROUTED or data is None:
+            return
+        self.seen += 1
+        if self.seen % self.share:
+            return
+        task = asyncio.get_running_loop().create_task(self._resolve(correlation, str(data.get("case_id"))))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _resolve(self, complaint_id: str, case_id: str) -> None:
+        sent = time.time()
+        try:
+            response = await self.client.post(f"/v1/cases/{case_id}/resolve", json={"resolution_code": "answered"})
+        except httpx.HTTPError as exc:
+            self.failures[type(exc).__name__] = self.failures.get(type(exc).__name__, 0) + 1
+            return
+        if response.is_success:
+            self.sent[complaint_id] = sent
+        else:
+            self.failures[str(response.status_code)] = self.failures.get(str(response.status_code), 0) + 1
+            if len(self.samples) < 3:
+                self.samples.append(response.text[:300])
+
+    async def close(self) -> None:
+        """Wait for resolves in flight, then close the client."""
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self.tasks)
+        await self.client.aclose()
+
+
+async def _latency(bench: Bench, servers: dict[str, Server], factory: Any, observer: Observer) -> None:
+    plan = bench.plan
+    resolver = Resolver(servers["routing"].url, plan.resolve_share)
+    observer.callbacks.append(resolver.on_event)
+    routed_p50, routed_p99, points_p50, points_p99, post_p99 = [], [], [], [], []
+    try:
+        for run in range(plan.runs):
+            spec = LoadSpec("127.0.0.1", servers["intake"].port, replace(factory, run_id=f"lat{run}{factory.run_id}"),
+                            concurrency=64, duration=plan.pipeline_duration, warmup=1.0, rate=plan.pipeline_rate,
+                            capture="complaint_id")
+            resolver.enabled = True
+            started = time.time()
+            result: LoadResult = await bench.loadgen.run_async(spec)
+            ids = {cid: wall for cid, wall in result.captured if wall >= started + 1.0}
+            await _wait_all(observer, ROUTED, list(ids), timeout=30)
+            resolver.enabled = False
+            await asyncio.gather(*resolver.tasks, return_exceptions=True)
+            resolved = {cid: t for cid, t in resolver.sent.items() if cid in ids}
+            await _wait_all(observer, POINTS, list(resolved), timeout=60)
+            seen = observer.arrivals[ROUTED]
+            routed = [1000 * (seen[c] - w) for c, w in ids.items() if c in seen]
+            points = [1000 * (observer.arrivals[POINTS][c] - t) for c, t in resolved.items()
+                      if c in observer.arrivals[POINTS]]
+            r, p = latency_summary(routed), latency_summary(points)
+            routed_p50.append(r["p50"])
+            routed_p99.append(r["p99"])
+            points_p50.append(p["p50"])
+            points_p99.append(p["p99"])
+            post_p99.append(latency_summary(result.latencies_ms)["p99"])
+            bench.raw.setdefault("pipeline_latency", []).append({
+                **describe(result), "routed_ms": r, "resolve_to_points_ms": p, "complaints": len(ids),
+                "routed": len(routed), "resolved": len(resolved), "points": len(points),
+                "resolve_failures": dict(resolver.failures), "resolve_samples": resolver.samples})
+    finally:
+        await resolver.close()
+    rate = f"{plan.pipeline_rate:g}/s"
+    bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 p50 at {rate}", Spread.of(routed_p50), "ms"))
+    bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 p99 at {rate}", Spread.of(routed_p99), "ms", limit=50))
+    bench.add(limit_row("2 pipeline", f"intake POST p99 at {rate}", Spread.of(post_p99), "ms"))
+    bench.add(limit_row("2 pipeline", "resolve -> loyalty.points_changed.v1 p50", Spread.of(points_p50), "ms"))
+    bench.add(limit_row("2 pipeline", "resolve -> loyalty.points_changed.v1 p99", Spread.of(points_p99), "ms"))
+    if resolver.failures:
+        bench.note(f"resolves that failed: {resolver.failures}; e.g. {resolver.samples[:1]}")

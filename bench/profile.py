@@ -1,0 +1,101 @@
+"""Where the time goes: sample a service under load with py-spy (or pyinstrument) and summarize.
+
+    python -m bench.profile intake            # intake alone, closed-loop load
+    python -m bench.profile routing           # the stack under load, routing sampled
+    python -m bench.profile intake --pyinstrument
+
+Writes bench/results/profile-<service>-<stamp>.{txt,speedscope.json} and prints the top frames by
+own time and by inclusive time.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.infra import ROOT, Server, migrate_all, stack_env, throwaway_database
+from bench.loadgen import LoadGenerator, LoadSpec
+from bench.scenarios.http import intake_env, probe_intake
+from shared.embedded_broker import start_mock_cluster
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def summarize_collapsed(lines: list[str], top: int = 25) -> str:
+    """Top frames by own samples and by inclusive samples from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    out = [f"{total} samples", "", "own time:"]
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    out += ["", "inclusive time:"]
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top * 2)]
+    return "\n".join(out)
+
+
+def _profile_pid(pid: int, seconds: float, out: Path) -> str:
+    """Record with py-spy; returns the summary text."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    collapsed = out.with_suffix(".collapsed")
+    subprocess.run([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                    "--format", "raw", "--output", str(collapsed), "--nonblocking"], check=True,
+                   capture_output=True)
+    return summarize_collapsed(collapsed.read_text().splitlines())
+
+
+def main() -> None:
+    """Start what is needed, load it, sample one process, print the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("service", choices=["intake", "routing", "recovery", "loyalty"])
+    parser.add_argument("--seconds", type=float, default=15)
+    args = parser.parse_args()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    logs = RESULTS / f"profile-{stamp}-logs"
+    logs.mkdir()
+    owner, bootstrap = start_mock_cluster()
+    loadgen = LoadGenerator()
+    servers: list[Server] = []
+    try:
+        with throwaway_database() as (url, _dsn):
+            env = stack_env(url, bootstrap, logs)
+            migrate_all(env)
+            names = ["intake"] if args.service == "intake" else ["intake", "routing", "recovery", "loyalty"]
+            for name in names:
+                servers.append(Server(name, f"services.{name}.app:app",
+                                      intake_env(env) if name == "intake" else env, logs / f"{name}.log").start())
+            intake = servers[0]
+            target = next(s for s in servers if s.name == args.service)
+            factory = probe_intake(intake)
+            spec = LoadSpec("127.0.0.1", intake.port, factory, concurrency=32, duration=args.seconds + 4, warmup=1)
+            load = loadgen.submit(spec)
+            time.sleep(2)
+            out = RESULTS / f"profile-{args.service}-{stamp}.txt"
+            summary = _profile_pid(target.process.pid, args.seconds, out)  # type: ignore[union-attr]
+            result = load.result()
+            header = f"{args.service} under {result.throughput:,.0f} complaints/s offered to intake\n"
+            out.write_text(header + summary)
+            print(header + summary)
+    finally:
+        for server in servers:
+            server.stop()
+        loadgen.close()
+        del owner
+
+
+if __name__ == "__main__":
+    main()
