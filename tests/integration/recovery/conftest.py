@@ -36,6 +36,7 @@ def private_env(data_dir: Path) -> Iterator[dict[str, str]]:
             RECOVERY_OPERATOR_RATE_BURST="10000",
             RECOVERY_TIMER_POLL_SECONDS="0.1",
             RECOVERY_INCIDENT_POLL_SECONDS="0.2",
+            RECOVERY_DB_POOL_SIZE="4",
         )
         subprocess.run(
             [sys.executable, "-m", "shared.migrate", "recovery"], cwd=ROOT, env=env, check=True, capture_output=True
@@ -78,6 +79,13 @@ def policy_file(tmp: Path, name: str, **changes: Any) -> Path:
 def recovery_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private broker and database for one test module."""
     with private_env(tmp_path_factory.mktemp("recovery-data")) as env:
+        yield env
+
+
+@pytest.fixture
+def fresh_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A private broker and database for one test (e.g. one that kills its service)."""
+    with private_env(tmp_path / "data") as env:
         yield env
 
 
