@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from services.loyalty.points import InsufficientPointsError, redemption_value_mi
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.schemas import (
     AdjustRequest,
+    AwareDatetime,
     CareView,
     ImportRequest,
     ImportResult,
@@ -128,7 +129,7 @@ async def _ledger_page(conn: AsyncConnection, customer_id: str, limit: int, curs
 @router.get(
     "/customers/{customer_id}/loyalty",
     response_model=LoyaltyView,
-    responses=problem_responses(404, 422),
+    responses=problem_responses(404, 422, 503),
     summary="A customer's loyalty view",
 )
 async def loyalty_view(
@@ -191,7 +192,7 @@ async def loyalty_view(
 @router.get(
     "/customers/{customer_id}/ledger",
     response_model=LedgerPage,
-    responses=problem_responses(404, 422),
+    responses=problem_responses(404, 422, 503),
     summary="A customer's points ledger, newest first",
 )
 async def ledger_history(
@@ -209,7 +210,7 @@ async def ledger_history(
 @router.get(
     "/customers/{customer_id}/care",
     response_model=CareView,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429, 503),
     summary="Care follow-ups and the last churn alert of a customer",
 )
 async def care_view(
@@ -247,7 +248,7 @@ def _insufficient(exc: InsufficientPointsError) -> ProblemError:
     "/customers/{customer_id}/redemptions",
     status_code=201,
     response_model=RedeemResult,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429, 503),
     summary="Redeem points",
 )
 async def redeem(
@@ -307,7 +308,7 @@ async def redeem(
     "/customers/{customer_id}/adjustments",
     status_code=201,
     response_model=LedgerEntry,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429, 503),
     summary="Correct a balance (supervisor)",
 )
 async def adjust(
@@ -346,7 +347,7 @@ async def adjust(
 
 @router.put(
     "/customers/{customer_id}/profile",
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(400, 401, 403, 422, 429, 503),
     summary="Set what loyalty needs besides purchases (birth month)",
 )
 async def update_profile(
@@ -370,7 +371,7 @@ async def update_profile(
 @router.post(
     "/referrals",
     status_code=201,
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(400, 401, 403, 409, 422, 429, 503),
     summary="Record a referral",
 )
 async def refer(
@@ -406,7 +407,7 @@ async def refer(
     "/orders/import",
     status_code=202,
     response_model=ImportResult,
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(400, 401, 403, 422, 429, 503),
     summary="Back-fill orders and refunds",
 )
 async def import_orders(
@@ -439,7 +440,7 @@ async def import_orders(
     "/surveys/answers",
     status_code=201,
     response_model=SurveyAnswerResult,
-    responses=problem_responses(404, 409, 410, 422),
+    responses=problem_responses(400, 404, 409, 410, 422, 503),
     summary="Answer a survey (with its one-time token)",
 )
 async def answer_survey(
@@ -477,7 +478,7 @@ async def answer_survey(
 @router.get(
     "/surveys/{survey_id}",
     response_model=SurveyStatus,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429, 503),
     summary="One survey (never its token)",
 )
 async def survey_status(
@@ -494,27 +495,18 @@ async def survey_status(
 @router.get(
     "/satisfaction",
     response_model=SatisfactionReport,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429, 503),
     summary="CSAT%, NPS and CES over a window, overall and per tier, queue or category",
 )
 async def satisfaction(
-    since: datetime | None = Query(None, description="Start (inclusive); default 30 days before `until`."),
-    until: datetime | None = Query(None, description="End (exclusive); default now."),
+    since: AwareDatetime | None = Query(None, description="Start (inclusive); default 30 days before `until`."),
+    until: AwareDatetime | None = Query(None, description="End (exclusive); default now."),
     group_by: Literal["tier", "queue", "category"] | None = Query(None),
     runtime: Runtime = Depends(get_runtime),
     policy: LoyaltyPolicy = Depends(get_policy),
     _operator: Operator = Depends(require_role(Role.AGENT)),
 ) -> dict[str, Any]:
     """Figures over first surveys answered in the window, and the recovered share of follow-up surveys."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise ProblemError(
-                422,
-                "Validation failed",
-                f"{name}: must include a time zone offset",
-                code="validation",
-                errors=[FieldError(field=f"query.{name}", message="needs an offset")],
-            )
     end = until or utcnow()
     start = since or end - timedelta(days=30)
     if start >= end:

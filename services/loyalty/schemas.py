@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from shared.events.vocabulary import CustomerTier
 
@@ -15,19 +15,31 @@ Identifier = Annotated[
 Dimension = Literal["resolution_efficiency", "attitude", "clarity", "resolution_rate", "empathy"]
 
 
+def _iso_8601(value: object) -> object:
+    """Only ISO 8601 text: a bare number would otherwise be taken as seconds since 1970."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-23T10:00:00+08:00")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-23T10:00:00+08:00") from None
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a time zone offset, e.g. 2026-11-23T10:00:00+08:00")
     return value
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = Annotated[datetime, BeforeValidator(_iso_8601), AfterValidator(_aware)]
 
 
 class Body(BaseModel):
-    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored."""
+    """Request bodies refuse unknown fields and coerce nothing (`true` is not a number), so mistakes are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LedgerEntry(BaseModel):

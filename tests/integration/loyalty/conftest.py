@@ -52,6 +52,7 @@ def loyalty_env(
             LOYALTY_POLICY_PATH=str(loyalty_policy_file),
             LOYALTY_SWEEP_INTERVAL_SECONDS="0.3",
             LOYALTY_TIMER_POLL_SECONDS="0.1",
+            LOYALTY_OPERATOR_RATE_BURST="10000",
         )
         subprocess.run([sys.executable, "-m", "shared.migrate", "loyalty"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
