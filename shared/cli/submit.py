@@ -51,7 +51,7 @@ def add_submit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def native_body(channel: Channel, customer: str, text: str, ref: str, email: str | None = None) -> dict[str, Any]:
     """A minimal valid native payload of ``channel`` (see services/intake/channels/)."""
     bodies: dict[Channel, dict[str, Any]] = {
-        Channel.WEB: {"submission_id": ref, "customer_id": customer, "description": text},
+        Channel.WEB: {"external_ref": ref, "customer_id": customer, "text": text},
         Channel.APP: {"feedback_id": ref, "customer_id": customer, "message": text, "app_version": "1.0.0",
                       "device": {"platform": "other", "os_version": "redress-cli"}},
         Channel.EMAIL: {"from": email or _email_of(customer), "to": ["service@redress.example"],
@@ -93,7 +93,7 @@ def _body(args: argparse.Namespace, channel: Channel) -> bytes:
 def _key(args: argparse.Namespace, channel: Channel) -> ChannelKey:
     if args.key_id and args.secret:
         return ChannelKey(args.key_id, args.secret)
-    key = channel_key(channel, os.environ.get("INTAKE_CHANNEL_KEYS"), args.key_id)
+    key = channel_key(channel, args.key_id)
     if key is None:
         raise CliError(f"no key for channel {channel.value}: set INTAKE_CHANNEL_KEYS as intake has it, or pass "
                        "--key-id and --secret", BAD_INPUT)
