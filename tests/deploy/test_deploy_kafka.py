@@ -105,15 +105,18 @@ def test_each_consuming_service_scales_on_lag_of_exactly_the_topics_it_reads(
     consumes = _consumes(service)
     scaled = by_name(docs, "ScaledObject")
     hpas = by_name(docs, "HorizontalPodAutoscaler")
+    where = f"deploy/k8s/base/services/{service}.yaml disagrees with services/{service}/app.py"
     if not consumes:
-        assert service not in scaled
-        assert service in hpas, f"{service} reads no topic: CPU scales it"
+        # Lag of a group that never commits is the whole topic: KEDA would scale to the maximum.
+        assert service not in scaled, f"{where}: the service reads no topic, scale it with an HPA on CPU"
+        assert service in hpas, f"{where}: the service reads no topic, scale it with an HPA on CPU"
         return
     # One autoscaler per Deployment: KEDA's HPA also carries the CPU trigger for the HTTP side.
-    assert service not in hpas
+    assert service not in hpas, f"{where}: the service consumes {consumes}: scale it with a ScaledObject"
+    assert service in scaled, f"{where}: the service consumes {consumes}: scale it with a ScaledObject"
     triggers = scaled[service]["spec"]["triggers"]
     lag = [t for t in triggers if t["type"] == "kafka"]
-    assert sorted(t["metadata"]["topic"] for t in lag) == sorted(consumes)
+    assert sorted(t["metadata"]["topic"] for t in lag) == sorted(consumes), where
     assert {t["metadata"]["consumerGroup"] for t in lag} == {f"redress-{service}"}
     assert [t["metadata"]["value"] for t in triggers if t["type"] == "cpu"] == ["70"]
 
