@@ -24,7 +24,11 @@ TEXTS = (
 
 
 def complaint_body(shape: str, serial: str, customer: str, index: int) -> dict[str, Any]:
-    """One complaint body in the shape intake accepts (``legacy`` or ``webform``)."""
+    """One complaint body in the shape intake accepts (``legacy`` or ``webform``).
+
+    Every customer has its own e-mail, phone and order, so intake's directory and follow-up matching
+    see distinct customers with new complaints (not follow-ups of one customer's open complaint).
+    """
     text = TEXTS[index % len(TEXTS)]
     if shape == "legacy":
         return {"customer_id": customer, "text": text, "external_ref": serial}
@@ -33,10 +37,10 @@ def complaint_body(shape: str, serial: str, customer: str, index: int) -> dict[s
         "customer_id": customer,
         "name": "Li Wei",
         "email": f"{customer}@example.com",
-        "phone": "+8613812345678",
+        "phone": f"+86138{index % 10**8:08d}",
         "subject": "Complaint about my order",
         "description": text,
-        "order_ref": "2024112300123",
+        "order_ref": f"ORD{index:010d}",
         "locale": "zh-CN",
         "submitted_at": datetime.now(UTC).isoformat(),
     }
@@ -66,7 +70,7 @@ class ComplaintFactory(RequestFactory):
 
     path: str
     shape: str = "webform"
-    customers: int = 10_000
+    customers: int = 10_000_000
     key_id: str | None = None
     secret: str | None = None
     idempotency: bool = False

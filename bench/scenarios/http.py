@@ -121,8 +121,11 @@ def probe_intake(server: Server) -> ComplaintFactory:
 def intake_env(base: dict[str, str]) -> dict[str, str]:
     """The stack environment plus a channel key for signed benchmark requests."""
     env = dict(base)
-    keys = {"web": {BENCH_KEY_ID: BENCH_KEY_SECRET}}
+    keys = {"web": [{"key_id": BENCH_KEY_ID, "secret": BENCH_KEY_SECRET}]}
     env.setdefault("INTAKE_CHANNEL_KEYS", json.dumps(keys))
+    # The benchmark is one channel key sending thousands a second: lift its rate limit.
+    env.setdefault("INTAKE_CHANNEL_RATE_PER_SECOND", "1000000")
+    env.setdefault("INTAKE_CHANNEL_RATE_BURST", "1000000")
     return env
 
 
@@ -134,7 +137,7 @@ def measure_intake(bench: Bench) -> None:
         try:
             factory = probe_intake(server)
             if workers == 1:
-                bench.raw["intake_body"] = complaint_body(factory.shape, "example", "cust-1", 0)
+                bench.raw["intake_body"] = complaint_body(factory.shape, "example", "cust-1", 1)
                 bench.raw["intake_signed"] = bool(factory.key_id)
             results = repeat(bench, server, factory, f"intake {workers}w")
         finally:
