@@ -100,6 +100,7 @@ async def test_two_replicas_of_routing_and_recovery_never_double_act(
     assert report.lost == 0 and report.duplicated_effects == 0
 
 
+@pytest.mark.timeout(1200)
 async def test_backlog_of_ten_thousand_events_drains_with_bounded_memory(
     broker_process: BrokerProcess, fault_database: str, tmp_path: Path, artifacts_dir: Path
 ) -> None:
