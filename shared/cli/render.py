@@ -73,9 +73,8 @@ def _complaint(d: dict[str, Any]) -> str:
 FACTS: dict[str, Facts] = {
     "complaint.received.v1": _complaint,
     "complaint.followed_up.v1": lambda d: f"{d['channel']} follow-up #{d.get('follow_up_count', 1)} {_text(d['text'])}",
-    "case.routed.v1": lambda d: (
-        f"{d['severity']} -> {d['queue']} tier {d.get('customer_tier')}, first response by "
-        f"{_clock((d.get('deadlines') or {}).get('first_response_due'))}"
+    "case.routed.v1": lambda d: f"{d['severity']} -> {d['queue']} tier {d.get('customer_tier')}" + (
+        f", first response by {_clock(due)}" if (due := (d.get("deadlines") or {}).get("first_response_due")) else ""
     ),
     "case.acknowledged.v1": lambda d: f"by {d['by']}, first response after {_span(d['first_response_seconds'])}",
     "case.sla_warning.v1": lambda d: f"{d['severity']} {d['clock']} due {_clock(d['due_at'])}",
@@ -159,12 +158,20 @@ def event_line(env: Envelope, paint: Palette) -> str:
     )
 
 
+def _parse_time(value: str | None) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value or "")
+    except ValueError:
+        return datetime.now(UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def dead_letter_line(item: StreamItem, paint: Palette) -> str:
     """The line of a dead-lettered message: where it came from and why it was given up."""
     h = item.headers
     origin = f"{h.get('dlq_source_topic', '?')}[{h.get('dlq_source_partition', '?')}]@{h.get('dlq_source_offset', '?')}"
     kind = item.envelope.type if item.envelope else h.get("ce_type", "malformed")
-    moment = item.envelope.time if item.envelope else datetime.now(UTC)
+    moment = item.envelope.time if item.envelope else _parse_time(h.get("dlq_at"))
     return "  ".join(
         [
             paint(_time(moment), "dim"),

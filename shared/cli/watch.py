@@ -34,6 +34,7 @@ from shared.stream import EventStream, StreamItem
 from shared.topics import EVENT_TOPICS, Topic
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
+MAX_HELD = 200_000
 
 
 def add_watch(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -93,12 +94,12 @@ class Printer:
     def line(self, item: StreamItem) -> str | None:
         """The output line of one item, or None when filtered out."""
         env = item.envelope
-        if env is None:
-            return None if self.json or self.filter.active else malformed_line(item, self.paint)
         if is_dead_letter(item):
-            if self.json or not self.filter.matches(env):
+            if self.json or (self.filter.active and (env is None or not self.filter.matches(env))):
                 return None
             return dead_letter_line(item, self.paint)
+        if env is None:
+            return None if self.json or self.filter.active else malformed_line(item, self.paint)
         self.filter.observe(env)
         if not self.filter.matches(env):
             return None
@@ -167,8 +168,9 @@ async def watch(args: argparse.Namespace) -> int:
 
 
 async def _loop(stream: EventStream, printer: Printer, catchup: CatchUp | None, args: argparse.Namespace) -> int:
-    # While following, the replay is held and shown in time order once complete: topics are read
-    # side by side, and a case id is only known to belong to the complaint once case.routed is seen.
+    # The replay is held and shown in time order once complete (topics are read side by side; and
+    # when following, a case id is only known to belong to the complaint once case.routed is seen).
+    # A very long history is shown in chunks of MAX_HELD, each in time order.
     held: list[StreamItem] = []
     if catchup is not None and await catchup.advance(0):
         _finish_replay(printer, held, catchup, args)
@@ -179,10 +181,9 @@ async def _loop(stream: EventStream, printer: Printer, catchup: CatchUp | None, 
         if catchup is None:
             printer.show(batch)
         else:
-            if args.follow:
-                held += batch
-            else:
-                printer.show(batch)
+            held += batch
+            if len(held) >= MAX_HELD and not args.follow:
+                _show_in_time_order(printer, held)
             if await catchup.advance(len(batch)):
                 _finish_replay(printer, held, catchup, args)
                 catchup = None
@@ -193,13 +194,17 @@ async def _loop(stream: EventStream, printer: Printer, catchup: CatchUp | None, 
     return OK
 
 
-def _finish_replay(printer: Printer, held: list[StreamItem], catchup: CatchUp, args: argparse.Namespace) -> None:
+def _show_in_time_order(printer: Printer, held: list[StreamItem]) -> None:
     for item in held:
         if item.envelope is not None and not is_dead_letter(item):
             printer.filter.observe(item.envelope)
     held.sort(key=lambda item: item.envelope.time if item.envelope else _EARLIEST)
     printer.show(held)
     held.clear()
+
+
+def _finish_replay(printer: Printer, held: list[StreamItem], catchup: CatchUp, args: argparse.Namespace) -> None:
+    _show_in_time_order(printer, held)
     catchup.progress.done("caught up")
     if args.follow:
         if printer.shown:

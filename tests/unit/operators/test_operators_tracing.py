@@ -113,3 +113,18 @@ def test_json_logs_carry_the_trace_id(spans: InMemorySpanExporter) -> None:
         TraceIdLogFilter().filter(record)
     line = JsonFormatter("routing").format(record)
     assert f'"trace_id": "{cid.replace("-", "")}"' in line
+
+
+@pytest.mark.parametrize(("name", "says"), [("otlp", "pip install opentelemetry-exporter-otlp-proto-http"),
+                                            ("zipkin", "use one of none, console, otlp")])
+def test_an_exporter_that_cannot_work_stops_the_start_with_what_to_do(name: str, says: str) -> None:
+    import importlib.util
+
+    from shared.tracing import _exporter_processor
+
+    installed = importlib.util.find_spec("opentelemetry.exporter") is not None
+    if name == "otlp" and installed:
+        pytest.skip("the OTLP exporter is installed here")
+    with pytest.raises(SystemExit) as stopped:
+        _exporter_processor(name, "test")
+    assert says in str(stopped.value)
