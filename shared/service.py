@@ -95,7 +95,10 @@ async def _maintain_outbox(runtime: Runtime) -> None:
         with contextlib.suppress(Exception):
             await runtime.relay.backlog()
             await runtime.relay.purge_published(timedelta(hours=1))
-        await asyncio.sleep(15)
+        for _ in range(30):  # 15 s, in steps short enough not to hold up a shutdown
+            if runtime.shutting_down:
+                return
+            await asyncio.sleep(0.5)
 
 
 def create_app(spec: ServiceSpec) -> FastAPI:

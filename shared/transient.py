@@ -8,10 +8,22 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
+def _causes(exc: BaseException | None) -> list[BaseException]:
+    """The exception and what it wraps (SQLAlchemy wraps asyncpg's errors two levels deep)."""
+    chain: list[BaseException] = []
+    while exc is not None and len(chain) < 6 and exc not in chain:
+        chain.append(exc)
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    return chain
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures of the database or broker rather than of the request or event."""
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError)):
-        return True
-    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or type(exc.orig).__name__ in _TRANSIENT_NAMES):
-        return True
-    return type(exc).__name__ in _TRANSIENT_NAMES
+    for cause in _causes(exc):
+        if isinstance(cause, (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError)):
+            return True
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+        if type(cause).__name__ in _TRANSIENT_NAMES:
+            return True
+    return False
