@@ -48,6 +48,8 @@ class ComplaintReceived(EventData):
     repeat_contacts_30d: int = 0
     exposure: Exposure = Field(default_factory=Exposure)
     classification: Classification
+    occurred_at: datetime | None = Field(None, description="When the customer wrote, as the channel reported it.")
+    backfill: bool = Field(False, description="Imported from an earlier system (bulk back-fill), not live.")
 
 
 @register
@@ -63,3 +65,9 @@ class ComplaintFollowedUp(EventData):
     received_at: datetime
     text: str
     follow_up_count: int = 1
+    message_id: str | None = Field(None, description="Intake's id of this message.")
+    external_ref: str | None = None
+    order_ref: str | None = None
+    language: str | None = None
+    match_reason: str | None = Field(None, description="Why intake took the message for a follow-up.")
+    classification: Classification | None = Field(None, description="The follow-up's own text, classified.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import AliasChoices, AwareDatetime, Field, StringConstraints
 
 from services.intake.channels.base import (
     Body,
@@ -25,16 +25,20 @@ Locale = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-
 
 
 class WebFormPayload(StrictModel):
-    """A complaint submitted through the website's form."""
+    """A complaint submitted through the website's form.
 
-    submission_id: Identifier | None = None
+    The form's free text is ``text`` (``description`` is accepted too) and its submission id
+    ``external_ref`` (or ``submission_id``).
+    """
+
+    external_ref: Identifier | None = Field(None, validation_alias=AliasChoices("external_ref", "submission_id"))
     customer_id: Identifier | None = None
     name: ShortText | None = None
     email: EmailAddress | None = None
     phone: PhoneNumber | None = None
     topic: ShortText | None = None
     subject: ShortText | None = None
-    description: Annotated[Body, StringConstraints(min_length=1)]
+    text: Annotated[Body, StringConstraints(min_length=1)] = Field(validation_alias=AliasChoices("text", "description"))
     order_ref: Identifier | None = None
     page_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     locale: Locale | None = None
@@ -48,15 +52,15 @@ class WebFormAdapter(ChannelAdapter[WebFormPayload]):
     payload_model = WebFormPayload
 
     def to_complaint(self, payload: WebFormPayload, config: NormalizeConfig) -> NormalizedComplaint:
-        """The description is the complaint; the form's topic and page stay as channel details."""
+        """The free text is the complaint; the form's topic and page stay as channel details."""
         details = {"topic": payload.topic, "page_url": payload.page_url, "locale": payload.locale}
         return build_complaint(
             config,
             channel=self.channel,
-            text=payload.description,
-            text_field=("description",),
+            text=payload.text,
+            text_field=("text",),
             subject=payload.subject,
-            external_ref=payload.submission_id,
+            external_ref=payload.external_ref,
             contact=ContactHints(
                 customer_id=payload.customer_id, email=payload.email, phone=payload.phone, name=payload.name
             ),

@@ -66,6 +66,19 @@ def test_web_form_keeps_structured_fields_and_finds_order() -> None:
     assert complaint.channel_details["topic"] == "售后服务"
 
 
+def test_web_form_accepts_the_short_field_names() -> None:
+    payload = {"customer_id": "cust-1", "text": "My order 2024112300123 arrived broken.", "external_ref": "web-1"}
+    complaint = normalize_payload("web", payload)
+    assert (complaint.external_ref, complaint.order_ref, complaint.contact.customer_id) == (
+        "web-1",
+        "2024112300123",
+        "cust-1",
+    )
+    with pytest.raises(ValidationError) as exc:
+        normalize_payload("web", {"customer_id": "cust-1"})
+    assert _locs(exc) == [("text",)]
+
+
 def test_explicit_order_ref_wins_over_one_in_text() -> None:
     payload = _payload("web_en") | {"order_ref": " so-5512 "}
     assert normalize_payload("web", payload).order_ref == "SO-5512"
@@ -204,7 +217,7 @@ def _deep(payload: dict[str, Any], path: tuple[str | int, ...], value: Any) -> d
 
 MALFORMED: list[tuple[str, str, Any, tuple[str | int, ...]]] = [
     # (fixture, description of the fault, mutation, expected error location)
-    ("web_en", "missing description", lambda p: _without(p, "description"), ("description",)),
+    ("web_en", "missing text", lambda p: _without(p, "description"), ("text",)),
     ("web_en", "empty description", lambda p: p | {"description": ""}, ("description",)),
     ("web_en", "misspelt field", lambda p: p | {"descripton": "x"}, ("descripton",)),
     ("web_en", "bad e-mail", lambda p: p | {"email": "emily@"}, ("email",)),
@@ -222,15 +235,23 @@ MALFORMED: list[tuple[str, str, Any, tuple[str | int, ...]]] = [
     ("email_en", "no recipients", lambda p: p | {"to": []}, ("to",)),
     ("email_zh", "no body at all", lambda p: _without(p, "text"), ()),
     ("email_en", "html too long", lambda p: p | {"html": "<p>" + "x" * 500_001}, ("html",)),
-    ("email_en", "bad attachment type", lambda p: _deep(p, ("attachments", 0, "content_type"), "pdf"),
-     ("attachments", 0, "content_type")),
+    (
+        "email_en",
+        "bad attachment type",
+        lambda p: _deep(p, ("attachments", 0, "content_type"), "pdf"),
+        ("attachments", 0, "content_type"),
+    ),
     ("email_zh", "missing message id", lambda p: _without(p, "message_id"), ("message_id",)),
     ("phone_en", "missing call id", lambda p: _without(p, "call_id"), ("call_id",)),
     ("phone_en", "negative duration", lambda p: p | {"duration_seconds": -5}, ("duration_seconds",)),
     ("phone_zh", "no words", lambda p: _without(p, "transcript"), ()),
     ("phone_zh", "bad caller number", lambda p: p | {"caller_number": "1391234"}, ("caller_number",)),
-    ("phone_en", "unknown speaker", lambda p: _deep(p, ("segments", 0, "speaker"), "robot"),
-     ("segments", 0, "speaker")),
+    (
+        "phone_en",
+        "unknown speaker",
+        lambda p: _deep(p, ("segments", 0, "speaker"), "robot"),
+        ("segments", 0, "speaker"),
+    ),
     ("phone_en", "menu too deep", lambda p: p | {"ivr_path": ["1"] * 21}, ("ivr_path",)),
     ("chat_en", "no messages", lambda p: p | {"messages": []}, ("messages",)),
     ("chat_zh", "customer never spoke", lambda p: p | {"messages": [{"role": "agent", "text": "hello"}]}, ()),
@@ -252,9 +273,7 @@ MALFORMED: list[tuple[str, str, Any, tuple[str | int, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("fixture", "fault", "mutate", "loc"), MALFORMED, ids=[f"{m[0]}: {m[1]}" for m in MALFORMED]
-)
+@pytest.mark.parametrize(("fixture", "fault", "mutate", "loc"), MALFORMED, ids=[f"{m[0]}: {m[1]}" for m in MALFORMED])
 def test_malformed_payload_is_refused_with_the_field_path(
     fixture: str, fault: str, mutate: Any, loc: tuple[str | int, ...]
 ) -> None:
