@@ -97,7 +97,7 @@ def test_development_keys_are_refused_in_production(monkeypatch: pytest.MonkeyPa
 
 def test_short_secrets_and_bad_channels_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTAKE_CHANNEL_KEYS", json.dumps({"web": [{"key_id": "a", "secret": "short"}]}))
-    with pytest.raises(ValueError, match="channel_keys.web.0.secret"):
+    with pytest.raises(ValueError, match=r"channel_keys\.web\.0\.secret"):
         Settings()
     monkeypatch.setenv("INTAKE_CHANNEL_KEYS", json.dumps({"fax": [{"key_id": "a", "secret": "s" * 16}]}))
     with pytest.raises(ValueError, match="channel_keys"):
