@@ -23,6 +23,7 @@ from shared.db import Database, DeliveryTables, make_engine
 from shared.http import ServiceMiddleware
 from shared.logs import configure_logging
 from shared.metrics import refresh_database_gauges
+from shared.openapi import problem_openapi
 from shared.outbox import Emitter, OutboxRelay
 from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
@@ -136,6 +137,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
     app.include_router(asyncapi_router(spec.name, spec.handlers))
     for router in spec.routers:
         app.include_router(router)
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app
 
 
