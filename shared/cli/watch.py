@@ -53,8 +53,8 @@ def add_watch(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     parser.add_argument("--follow", metavar="ID", help="one complaint (or case) end to end, earlier events included")
     parser.add_argument("--json", action="store_true", help="raw CloudEvents, structured JSON, one per line")
     parser.add_argument("--from-beginning", action="store_true", help="replay what the broker holds first")
-    parser.add_argument("--to-end", action="store_true", help="stop once the replay reached the end (with --follow "
-                        "or --from-beginning): `watch --json --from-beginning --to-end > events.jsonl`")
+    parser.add_argument("--to-end", action="store_true", help="replay what the broker holds and stop at its end: "
+                        "`watch --json --to-end > events.jsonl`")
     parser.add_argument("--count", type=int, metavar="N", help="stop after N events")
     parser.add_argument("--no-color", action="store_true", help="no colours (also off when stdout is not a terminal)")
     add_bootstrap(parser)
@@ -149,7 +149,7 @@ async def watch(args: argparse.Namespace) -> int:
     flt = _filter(args)
     bootstrap = bootstrap_servers(args)
     printer = Printer(args, flt)
-    replay = args.from_beginning or bool(args.follow)
+    replay = args.from_beginning or args.to_end or bool(args.follow)
     topics = [str(t) for t in EVENT_TOPICS] + ([] if args.json else [str(Topic.DEAD_LETTER)])
     stream = EventStream(bootstrap, topics, from_beginning=replay)
     try:
