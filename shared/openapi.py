@@ -1,7 +1,8 @@
 """OpenAPI documents that tell the truth about errors.
 
 Every error is problem+json, so each operation documents its 422 that way, plus what any endpoint
-can answer: 413 (body too large), 429 (rate limited) and 503 (a dependency is down, with Retry-After).
+can answer: 413 (body too large), 429 (rate limited) and 503 (a dependency is down, with Retry-After),
+and, where it takes a body, 400 (the body breaks a business rule).
 """
 
 from typing import Any
@@ -40,6 +41,8 @@ def problem_openapi(app: FastAPI) -> dict[str, Any]:
                 responses["422"] = _problem_response("Validation failed; `errors` names each field")
             for status, description in _ALWAYS.items():
                 responses.setdefault(status, _problem_response(description))
+            if "requestBody" in operation:
+                responses.setdefault("400", _problem_response("The request breaks a business rule"))
             for status, response in responses.items():
                 if status[0] in "45" and PROBLEM_JSON not in response.get("content", {}):
                     response["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
