@@ -17,7 +17,7 @@ import httpx
 
 from shared.embedded_broker import start_mock_cluster
 
-DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "recovery": 8003, "loyalty": 8004}
+DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "recovery": 8003, "loyalty": 8004, "console": 8000}
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -230,13 +230,15 @@ async def story(
         raise ProblemError(503, "Service unavailable", f"cannot tell the story now: {scan.note or ''} "
                            f"{intake.reason or ''}".strip(), code="unavailable", headers={"Retry-After": "2"})
     ids = identities(complaint_id, scan.events, intake.data if intake.ok else None)
-    answers: dict[str, Answer | None] = {"intake": intake, "routing": None, "recovery": None, "loyalty": None}
+    answers: dict[str, Answer | None] = {"intake": intake}
     calls: dict[str, Any] = {}
-    if ids["case_id"]:
-        calls["routing"] = upstream.fetch("routing", f"/v1/cases/{ids['case_id']}", token)
+    if case_id := ids["case_id"]:
+        calls["routing"] = upstream.fetch("routing", f"/v1/cases/{case_id}", token)
+        calls["recovery"] = upstream.fetch("recovery", "/v1/compensations", token, {"case_id": case_id})
+        calls["recovery_ledger"] = upstream.fetch("recovery", "/v1/ledger", token, {"case_id": case_id})
     if ids["customer_id"]:
-        calls["recovery"] = upstream.fetch("recovery", "/v1/compensations", token, {"customer_id": ids["customer_id"]})
-        calls["loyalty"] = upstream.fetch("loyalty", f"/v1/customers/{ids['customer_id']}/loyalty", token)
+        calls["loyalty"] = upstream.fetch("loyalty", f"/v1/customers/{ids['customer_id']}/loyalty", token,
+                                          {"ledger_limit": 200})
     answers.update(zip(calls, await asyncio.gather(*calls.values()), strict=True))
     return assemble(ids, scan, answers)
 

@@ -134,6 +134,9 @@ def csat_by_tier_chart(total: Answer) -> Figure:
 def compensation_chart(answer: Answer) -> Figure:
     """Compensation issued per customer tier (money and points), from recovery."""
     key, label = "compensation_by_tier", "Compensation spent per customer tier"
+    if answer.status == 404 and answer.reason and "has no GET" in answer.reason:
+        answer.reason = ("recovery does not report spend per customer tier over a window yet (no GET /v1/figures); "
+                         "its compensation listing needs a customer, case or incident")
     if not answer.ok:
         return _unavailable(key, label, answer, kind="money")
     rows = answer.data.get("by_tier") if isinstance(answer.data, dict) else None
@@ -146,6 +149,21 @@ def compensation_chart(answer: Answer) -> Figure:
              "currency": r.get("currency"), "points": r.get("points"), "count": r.get("count"),
              "detail": f"{r.get('count', 0)} issued"} for r in ordered]
     return {"key": key, "label": label, "kind": "money", "available": True, "bars": bars, "source": answer.describe()}
+
+
+def budget_chart(answer: Answer) -> Figure:
+    """This month's compensation spent per department against its budget, from recovery's budgets."""
+    key, label = "budget_by_department", "Compensation budget used this month, per department"
+    if not answer.ok:
+        return _unavailable(key, label, answer, kind="money")
+    rows = [r for r in answer.data if isinstance(r, dict) and (r.get("monthly_minor") or r.get("spent_minor"))]
+    bars = [{"label": r.get("department"), "value": r.get("spent_minor"), "currency": r.get("currency"),
+             "budget": r.get("monthly_minor"), "reserved": r.get("reserved_minor"),
+             "detail": f"{round(100 * r['spent_minor'] / r['monthly_minor'])}% of budget" if r.get("monthly_minor")
+             else "no budget"} for r in rows]
+    month = rows[0].get("month") if rows else None
+    return {"key": key, "label": label, "kind": "money", "available": True, "bars": bars, "month": month,
+            "source": answer.describe()}
 
 
 async def build_kpis(upstream: Upstream, token: str, window: str, satisfaction_target: float,
@@ -164,13 +182,14 @@ async def build_kpis(upstream: Upstream, token: str, window: str, satisfaction_t
         upstream.fetch("loyalty", "/v1/satisfaction", token, window_params(start, end)),
         upstream.fetch("loyalty", "/v1/satisfaction", token, window_params(start, end, group_by="tier")),
         upstream.fetch("recovery", "/v1/figures", token, window_params(start, end)),
+        upstream.fetch("recovery", "/v1/budgets", token),
         *(upstream.fetch("routing", "/v1/figures", token, window_params(a, b)) for a, b in parts),
         *(upstream.fetch("loyalty", "/v1/satisfaction", token, window_params(a, b)) for a, b in parts),
     ]
     answers = await asyncio.gather(*calls)
-    routing, loyalty, loyalty_tiers, recovery = answers[:4]
-    routing_trend = list(zip(parts, answers[4:4 + count], strict=True))
-    loyalty_trend = list(zip(parts, answers[4 + count:], strict=True))
+    routing, loyalty, loyalty_tiers, recovery, budgets = answers[:5]
+    routing_trend = list(zip(parts, answers[5:5 + count], strict=True))
+    loyalty_trend = list(zip(parts, answers[5 + count:], strict=True))
     return {
         "window": window,
         "since": _iso(start),
@@ -178,6 +197,7 @@ async def build_kpis(upstream: Upstream, token: str, window: str, satisfaction_t
         "buckets": count,
         "figures": [*routing_figures(routing, routing_trend),
                     *survey_figures(loyalty, loyalty_trend, satisfaction_target)],
-        "charts": [compliance_chart(routing), csat_by_tier_chart(loyalty_tiers), compensation_chart(recovery)],
+        "charts": [compliance_chart(routing), csat_by_tier_chart(loyalty_tiers), compensation_chart(recovery),
+                   budget_chart(budgets)],
         "cases": routing.data.get("cases") if routing.ok else None,
     }

@@ -104,35 +104,44 @@ def _current_case(events: list[LiveEvent], case: dict[str, Any] | None) -> dict[
     return facts
 
 
+def _data(answer: Answer | None) -> dict[str, Any] | None:
+    return answer.data if answer is not None and answer.ok and isinstance(answer.data, dict) else None
+
+
 def _rows(answer: Answer | None) -> list[dict[str, Any]]:
     """The rows of a listing answer (a list, or a page with ``items`` / ``ledger`` / ``entries``)."""
     if answer is None or not answer.ok:
         return []
     data = answer.data
-    if isinstance(data, dict):
-        data = data.get("items") or data.get("ledger") or data.get("entries") or []
+    for key in ("ledger", "items"):  # loyalty's view nests its ledger page: {"ledger": {"items": [...]}}
+        if isinstance(data, dict):
+            data = data.get(key, data)
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
 
 
 def assemble(ids: dict[str, str | None], scan: Scan, answers: dict[str, Answer | None]) -> dict[str, Any]:
     """The story page's document: summary, timeline, hand-offs, compensation, points, surveys."""
     events = scan.events
-    complaint = answers["intake"].data if answers.get("intake") and answers["intake"].ok else None
-    case = answers["routing"].data if answers.get("routing") and answers["routing"].ok else None
+    complaint = _data(answers.get("intake"))
+    case = _data(answers.get("routing"))
     case_id = ids["case_id"]
     compensation_ids = {e.data.get("compensation_id") for e in _of(events, "compensation.")} - {None}
     points_rows = [r for r in _rows(answers.get("loyalty"))
                    if (case_id and r.get("case_id") == case_id) or r.get("compensation_id") in compensation_ids]
-    ledger = [r for r in _rows(answers.get("recovery")) if case_id and r.get("case_id") == case_id]
+    decisions = [r for r in _rows(answers.get("recovery")) if case_id and r.get("case_id") == case_id]
+    ledger = [r for r in _rows(answers.get("recovery_ledger")) if case_id and r.get("case_id") == case_id]
     return {
         **ids,
         "complaint": complaint,
         "case": _current_case(events, case),
         "timeline": [_timeline_entry(e) for e in events],
-        "handoffs": [e.data for e in _of(events, "case.handed_off")],
+        # Routing's records also hold hand-offs not yet taken up; the events are the fallback.
+        "handoffs": (case or {}).get("handoffs") or [e.data for e in _of(events, "case.handed_off")],
+        "clocks": (case or {}).get("clocks") or [],
+        "earlier_complaints": (case or {}).get("earlier_complaints") or [],
         "escalations": [e.data for e in _of(events, "case.escalated", "case.sla_")],
         "compensation": {"events": [_timeline_entry(e) for e in _of(events, "compensation.")],
-                         "ledger": ledger},
+                         "decisions": decisions, "ledger": ledger},
         "points": {"events": [e.data for e in _of(events, "loyalty.points_changed")], "ledger": points_rows},
         "surveys": [{"type": e.type, **e.data} for e in _of(events, "survey.")],
         "care": [{"type": e.type, **e.data} for e in _of(events, "care.")],

@@ -37,9 +37,14 @@ function clockRow(name, title, clock) {
   return row;
 }
 
+// The three clocks of a case, each on its own row; call update(now) on each row to count down.
+export function clockRows(list) {
+  const clocks = Object.fromEntries((list || []).map((c) => [c.name, c]));
+  return CLOCKS.map(([name, title]) => clockRow(name, title, clocks[name]));
+}
+
 function caseCard(item) {
-  const clocks = Object.fromEntries((item.clocks || []).map((c) => [c.name, c]));
-  const rows = CLOCKS.map(([name, title]) => clockRow(name, title, clocks[name]));
+  const rows = clockRows(item.clocks);
   const card = h('a', {
     class: `case-card risk-${item.risk}`, href: `#/story/${encodeURIComponent(item.complaint_id)}`,
     dataset: { case: item.case_id, complaint: item.complaint_id, risk: item.risk, tier: item.customer_tier },

@@ -9,7 +9,7 @@ const REFRESH_MS = 30000;
 function formatter(figure) {
   if (figure.kind === 'duration') return (v) => fmtDuration(v);
   if (figure.kind === 'rate') return (v) => fmtRate(v);
-  if (figure.key === 'csat_percent') return (v) => `${fmtNumber(v)}%`;
+  if (figure.key === 'csat_percent') return (v) => (v === null || v === undefined ? '—' : `${fmtNumber(v)}%`);
   if (figure.key === 'nps') return (v) => (v === null || v === undefined ? '—' : `${v > 0 ? '+' : ''}${fmtNumber(v)}`);
   return (v) => fmtNumber(v, 2);
 }
@@ -60,10 +60,12 @@ function chartCard(chart) {
   let format = (v) => fmtRate(v);
   let max = 1;
   if (chart.unit === 'pct') { format = (v) => `${fmtNumber(v)}%`; max = 100; }
+  if (chart.month) card.querySelector('.chart-title').append(h('span', { class: 'muted', text: ` · ${chart.month}` }));
   if (chart.kind === 'money') { format = (v) => fmtMoney(v, chart.bars[0]?.currency || 'CNY'); max = null; }
   const bars = chart.bars.map((b) => ({ ...b, label: label(b.label) }));
-  if (!bars.length) {
-    card.append(h('div', { class: 'empty' }, h('strong', { text: 'No data in this window' })));
+  if (!bars.some((b) => b.value !== null && b.value !== undefined)) {
+    card.append(h('div', { class: 'empty', dataset: { empty: 'true' } }, h('strong', { text: 'No data in this window' }),
+      h('p', { text: bars.length ? bars.map((b) => `${b.label}: ${b.detail || 'none'}`).join(' · ') : '' })));
   } else {
     card.append(barChart(bars, { format, max, className: chart.key }));
   }
@@ -103,7 +105,8 @@ export function mountKpis(container, params) {
         group('Resolution and SLA', [...['resolution_rate', 'first_handling_rate'].map((k) => figure(k) && tile(figure(k))),
           chart('sla_compliance_by_tier') && chartCard(chart('sla_compliance_by_tier'))], 'with-chart'),
         group('Customer satisfaction', ['csat_percent', 'nps', 'ces_average', 'satisfaction'].map((k) => figure(k) && tile(figure(k)))),
-        group('By customer tier', ['csat_by_customer_tier', 'compensation_by_tier'].map((k) => chart(k) && chartCard(chart(k))), 'charts'));
+        group('By customer tier', ['csat_by_customer_tier', 'compensation_by_tier'].map((k) => chart(k) && chartCard(chart(k))), 'charts'),
+        group('Budgets', [chart('budget_by_department') && chartCard(chart('budget_by_department'))], 'charts'));
     } catch (err) {
       if (err.name === 'AbortError') return;
       fill(body, unavailable(err.message));

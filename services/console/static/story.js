@@ -1,6 +1,7 @@
 // A complaint's full story on one page: the complaint, its case now, every event in order,
 // every hand-off, the compensation, the points and the survey.
 import { api } from './api.js';
+import { clockRows } from './board.js';
 import {
   emptyState, fill, fmtDuration, fmtMoney, fmtTime, h, label, severityPill, shortId, tierBadge, typeFamily, unavailable,
 } from './dom.js';
@@ -40,7 +41,9 @@ function summaryCard(story) {
       fact('Case', h('span', { class: 'mono', text: story.case_id || '—' })),
       fact('Queue', label(c.queue)),
       fact('Owner', c.owner || c.assignee || '—'),
-      fact('Urgency cues', (cls.urgency_cues || []).map(label).join(', ') || 'none')));
+      fact('Urgency cues', (cls.urgency_cues || []).map(label).join(', ') || 'none')),
+    story.clocks.length ? h('div', { class: 'story-clocks' }, h('h4', { text: 'SLA clocks' }),
+      h('div', { class: 'clocks', id: 'story-clocks' }, clockRows(story.clocks))) : null);
 }
 
 function timeline(story) {
@@ -88,16 +91,22 @@ function sourcesNote(story) {
 }
 
 function render(story) {
-  const handoffs = story.handoffs.map((x) => [x.from_queue && `${label(x.from_queue)} → ${label(x.to_queue)}`, x.reason,
-    x.by || x.to_owner, x.handoff_seconds !== undefined ? fmtDuration(x.handoff_seconds) : '—']);
+  const handoffs = story.handoffs.map((x) => [`${label(x.from_queue)} → ${label(x.to_queue)}`, x.reason,
+    x.requested_by || x.by || '—', x.taken_by || x.to_owner || '—',
+    x.handoff_seconds === null || x.handoff_seconds === undefined ? 'waiting' : fmtDuration(x.handoff_seconds)]);
   const escalations = story.escalations.map((x) => [x.clock ? `${label(x.clock)} clock` : 'escalation',
     x.to_severity ? `${x.from_severity} → ${x.to_severity}` : x.severity, x.reason || (x.due_at ? `due ${fmtTime(x.due_at, true)}` : ''),
     x.to_level ? `${x.from_level} → ${x.to_level}` : '—']);
   const compensation = story.compensation.events.map((e) => [fmtTime(e.time, true), label(e.type.split('.')[1]),
     label(e.data.reason), e.data.remedy ? remedyText(e.data.remedy) : (e.data.options || []).map(remedyText).join(' / '),
     label(e.data.customer_tier)]);
-  const ledger = story.compensation.ledger.map((r) => [fmtTime(r.issued_at || r.created_at, true), label(r.kind || r.reason),
-    r.amount_minor ? fmtMoney(r.amount_minor, r.currency) : r.value_minor ? fmtMoney(r.value_minor, r.currency) : '—', r.points ?? '—']);
+  const decisions = story.compensation.decisions.map((d) => [label(d.reason), label(d.status),
+    fmtMoney(d.value_minor, d.currency), label(d.customer_tier), d.decided_by || (d.required_role ? `needs ${d.required_role}` : '—')]);
+  const ledger = story.compensation.ledger.map((r) => [fmtTime(r.issued_at, true), `${label(r.entry_kind)} · ${label(r.kind)}`,
+    fmtMoney(r.value_minor ?? r.amount_minor, r.currency), r.points || '—']);
+  const earlier = story.earlier_complaints.map((c) => [fmtTime(c.received_at, true),
+    h('a', { href: `#/story/${encodeURIComponent(c.complaint_id)}`, class: 'mono', text: shortId(c.complaint_id) }),
+    c.subject || c.excerpt || label(c.category), c.severity, label(c.state)]);
   const points = story.points.events.map((p) => [label(p.kind), `${p.points > 0 ? '+' : ''}${p.points}`, p.balance, p.reason]);
   const surveys = story.surveys.map((s) => [label(s.type.split('.')[1]), s.csat ?? '—', s.nps ?? '—', s.ces ?? '—',
     s.comment || (s.low_score ? 'low score' : ''), fmtTime(s.answered_at || s.expires_at, true)]);
@@ -107,14 +116,16 @@ function render(story) {
     h('div', { class: 'story-grid' },
       section(`Timeline · ${story.timeline.length} events`, timeline(story), 'story-events'),
       h('div', { class: 'story-side' },
-        section('Hand-offs', table(['Move', 'Reason', 'By', 'Took'], handoffs, 'story-handoffs'), 'story-handoffs-card'),
+        section('Hand-offs', table(['Move', 'Reason', 'By', 'Taken by', 'Took'], handoffs, 'story-handoffs'), 'story-handoffs-card'),
         section('Escalations and SLA', table(['Clock', 'Severity', 'Detail', 'Level'], escalations), 'story-escalations'),
         section('Compensation', [table(['When', 'Step', 'Reason', 'Remedy', 'Tier'], compensation, 'story-compensation'),
-          story.compensation.ledger.length ? h('h4', { text: 'Ledger' }) : null,
-          story.compensation.ledger.length ? table(['When', 'Kind', 'Amount', 'Points'], ledger) : null], 'story-compensation-card'),
+          decisions.length ? [h('h4', { text: 'Decisions' }), table(['Reason', 'Status', 'Value', 'Tier', 'By'], decisions, 'story-decisions')] : null,
+          ledger.length ? [h('h4', { text: 'Ledger' }), table(['When', 'Entry', 'Value', 'Points'], ledger, 'story-ledger')] : null],
+        'story-compensation-card'),
         section('Points', table(['Kind', 'Points', 'Balance', 'Reason'], points, 'story-points'), 'story-points-card'),
         section('Survey', table(['Step', 'CSAT', 'NPS', 'CES', 'Comment', 'When'], surveys, 'story-surveys'), 'story-surveys-card'),
         care.length ? section('Care', table(['Step', 'Detail', 'When'], care)) : null,
+        earlier.length ? section("Customer's earlier complaints", table(['Received', 'Complaint', 'About', 'Tier', 'State'], earlier)) : null,
         section('Sources', sourcesNote(story), 'story-sources'))),
   ];
 }
@@ -129,11 +140,18 @@ export function mountStory(container, params) {
   }
   const controller = new AbortController();
   body.append(h('div', { class: 'loading', text: `Reading the story of ${shortId(complaintId)} from every topic…` }));
+  let ticker = null;
   api(`/v1/complaints/${encodeURIComponent(complaintId)}/story`, { signal: controller.signal })
-    .then((story) => fill(body, render(story)))
+    .then((story) => {
+      fill(body, render(story));
+      const rows = [...body.querySelectorAll('#story-clocks .clock')];
+      const tick = () => rows.forEach((row) => row.update(Date.now()));
+      tick();
+      ticker = setInterval(tick, 1000);
+    })
     .catch((err) => {
       if (err.name === 'AbortError') return;
       fill(body, err.status === 404 ? emptyState('No such complaint', err.message) : unavailable(err.message));
     });
-  return () => controller.abort();
+  return () => { controller.abort(); clearInterval(ticker); };
 }
