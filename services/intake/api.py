@@ -18,6 +18,7 @@ from services.intake import directory, store
 from services.intake.acceptance import Answer, IntakeService, Submission
 from services.intake.channels import PayloadError, adapter_for
 from services.intake.channels.base import NormalizedComplaint
+from services.intake.openapi import channel_request_body
 from services.intake.schemas import (
     BulkLineResult,
     BulkResult,
@@ -78,10 +79,17 @@ async def _verified(request: Request, runtime: Runtime, channel: Channel, raw: b
 
 
 def _json(raw: bytes, where: tuple[str | int, ...]) -> Any:
+    """The parsed body; 422 for anything that is not a JSON document of valid Unicode text."""
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _invalid([{"loc": where, "msg": f"not valid JSON: {exc}", "type": "json_invalid"}]) from None
+        value = json.loads(raw)
+        # A lone surrogate (\ud800) parses but can never be stored or published as UTF-8.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "not valid JSON" if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8 JSON"
+        raise _invalid([{"loc": where, "msg": f"{reason}: {exc}", "type": "json_invalid"}]) from None
+    except RecursionError:
+        raise _invalid([{"loc": where, "msg": "JSON nested too deeply", "type": "json_invalid"}]) from None
+    return value
 
 
 def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
@@ -119,6 +127,7 @@ def _answer(answer: Answer) -> JSONResponse:
     },
     summary="Submit one complaint in the channel's native shape",
     description=SIGNED_DOC,
+    openapi_extra={"requestBody": channel_request_body()},
 )
 async def submit_complaint(
     request: Request,

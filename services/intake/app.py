@@ -13,6 +13,7 @@ from services.intake.classify import PolicyError as RulesError
 from services.intake.classify import load_policy as load_rules
 from services.intake.handlers import make_handlers
 from services.intake.models import delivery
+from services.intake.openapi import add_channel_schemas
 from services.intake.policy import IntakePolicy, PolicyError, load_policy
 from services.intake.settings import Settings
 from shared.db import utcnow
@@ -69,3 +70,14 @@ spec = ServiceSpec(
     ],
 )
 app = create_app(spec)
+_document = app.openapi
+
+
+def _openapi() -> dict[str, object]:
+    """FastAPI's document plus the channel payload schemas the channel endpoint refers to."""
+    if app.openapi_schema is None:
+        add_channel_schemas(_document())
+    return app.openapi_schema  # type: ignore[return-value]
+
+
+app.openapi = _openapi  # type: ignore[method-assign]

@@ -44,7 +44,7 @@ class Settings(ServiceSettings):
     )
     # The middleware's limit is the largest body intake takes at all (a bulk import); one complaint has its own.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body (bulk import).")
-    max_complaint_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest body of one complaint.")
+    max_complaint_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest body of one complaint.")
     bulk_max_lines: int = Field(default=5000, ge=1, le=100_000)
     channel_rate_per_second: float = Field(default=200.0, gt=0, description="Requests per second per channel key.")
     channel_rate_burst: int = Field(default=400, ge=1)

@@ -44,7 +44,7 @@ def _start(env: dict[str, str], logs: Path, **extra: str) -> Iterator[Intake]:
         **env,
         "INTAKE_CHANNEL_KEYS": json.dumps(KEYS),
         "INTAKE_MAX_BODY_BYTES": "262144",
-        "INTAKE_MAX_COMPLAINT_BYTES": "16384",
+        "INTAKE_MAX_COMPLAINT_BYTES": "65536",
         **extra,
     }
     with running_stack(env, logs, names=("intake",)) as stack:

@@ -70,10 +70,10 @@ def test_bulk_import_must_be_signed_and_not_replayed(intake: Intake) -> None:
 
 
 def test_oversized_bulk_line_is_reported_not_fatal(intake: Intake) -> None:
-    big = fresh("generic_en", text="x" * 20_000, external_id=unique("big"))
+    big = fresh("generic_en", text="x" * 70_000, external_id=unique("big"))
     result = intake.channels.bulk("generic", [big, fresh("generic_zh", external_id=unique("ok"))]).json()
     assert [r["outcome"] for r in result["results"]] == ["rejected", "created"]
-    assert "at most 16384" in result["results"][0]["errors"][0]["message"]
+    assert "at most 65536" in result["results"][0]["errors"][0]["message"]
 
 
 def test_bulk_body_over_the_service_limit_gets_413(intake: Intake) -> None:

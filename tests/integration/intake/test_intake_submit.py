@@ -100,9 +100,9 @@ def test_overlong_idempotency_key_is_refused(intake: Intake) -> None:
 
 
 def test_complaint_over_its_size_limit_gets_413(intake: Intake) -> None:
-    payload = fresh("web_en", description="x" * 20_000)  # the test intake takes 16 KiB per complaint
+    payload = fresh("web_en", description="x" * 70_000)  # the test intake takes 64 KiB per complaint
     body = problem(intake.channels.post("web", payload), 413)
-    assert "at most 16384" in body["detail"]
+    assert "at most 65536" in body["detail"]
 
 
 def test_body_over_the_service_limit_gets_413_before_anything_else(intake: Intake) -> None:
@@ -121,3 +121,23 @@ def test_unknown_complaint_is_404_and_bad_ids_are_422(intake: Intake) -> None:
     with intake.operator(Role.AGENT) as client:
         assert problem(client.get("/v1/complaints/00000000-0000-0000-0000-000000000000"), 404)
         assert problem(client.get("/v1/complaints/bad%20id"), 422)["errors"][0]["field"] == "path.complaint_id"
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b'{"customer_id": "c", "text": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "nested too deeply"),
+        (b'{"customer_id": "c", "text": "\xff\xfe broken utf-8"}', "not valid UTF-8 JSON"),
+        (b'{"customer_id": "c", "text": "\\ud800"}', "not valid UTF-8 JSON"),
+        (b"", "not valid JSON"),
+    ],
+    ids=["deeply-nested", "invalid-utf8", "lone-surrogate", "empty"],
+)
+def test_bodies_that_cannot_be_read_get_422_not_500(intake: Intake, raw: bytes, words: str) -> None:
+    body = problem(intake.channels.post("web", raw), 422)
+    assert body["errors"][0]["field"] == "body" and words in body["errors"][0]["message"]
+
+
+def test_text_over_the_adapter_limit_names_the_field(intake: Intake) -> None:
+    body = problem(intake.channels.post("generic", {"source": "partner", "text": "x" * 50_001}), 422)
+    assert [e["field"] for e in body["errors"]] == ["body.text"]
