@@ -14,10 +14,11 @@ from shared.events.vocabulary import Role
 from shared.signing import KEY_ID_HEADER, SIGNATURE_HEADER, signature_header
 from tests.support.complaints import signed_post, web_complaint
 from tests.support.infra import TEST_CHANNEL_KEYS, TEST_OPERATOR_SECRET
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, operator_token, running_stack
 
 pytestmark = pytest.mark.slow
 WEB_KEY = TEST_CHANNEL_KEYS["web"][0]
+AGENT = {"Authorization": f"Bearer {operator_token(Role.AGENT, 'abuse-test')}"}
 
 
 def _signed(raw: bytes, timestamp: int | None = None, secret: str | None = None) -> dict[str, str]:
@@ -39,7 +40,8 @@ def _assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
 
 
 def _stored_for(stack: Stack, customer_id: str) -> list[object]:
-    response = httpx.get(f"{stack.url('intake')}/v1/complaints", params={"customer_id": customer_id}, timeout=10)
+    response = httpx.get(f"{stack.url('intake')}/v1/complaints", params={"customer_id": customer_id}, timeout=10,
+                         headers=AGENT)
     assert response.status_code == 200, response.text
     body = response.json()
     return body["items"] if isinstance(body, dict) else body
@@ -117,7 +119,7 @@ def test_injection_is_stored_and_shown_back_verbatim(stack: Stack, text: str) ->
     with httpx.Client(timeout=10) as client:
         accepted = signed_post(client, stack.url("intake"), "web", body)
         assert accepted.status_code == 202, accepted.text
-        shown = client.get(f"{stack.url('intake')}/v1/complaints/{accepted.json()['complaint_id']}")
+        shown = client.get(f"{stack.url('intake')}/v1/complaints/{accepted.json()['complaint_id']}", headers=AGENT)
     assert shown.status_code == 200
     assert shown.headers["content-type"].startswith("application/json")
     assert text.strip() in json.dumps(shown.json(), ensure_ascii=False)
