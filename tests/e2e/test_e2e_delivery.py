@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.devstack import ServiceProcess
 from shared.topics import Topic
-from tests.support.complaints import web_complaint
+from tests.support.complaints import signed_post, web_complaint
 from tests.support.events import EventTap
 from tests.support.infra import free_port
 from tests.support.stack import Stack
@@ -30,8 +30,8 @@ async def test_accepted_complaint_survives_restart_before_publishing(
     try:
         await _wait_alive(offline.url)
         body = web_complaint()
-        async with httpx.AsyncClient(base_url=offline.url) as client:
-            accepted = await client.post("/v1/channels/web/complaints", json=body)
+        with httpx.Client(timeout=10) as client:
+            accepted = signed_post(client, offline.url, "web", body)
         assert accepted.status_code == 202
         complaint_id = accepted.json()["complaint_id"]
     finally:
@@ -74,8 +74,8 @@ async def test_poison_event_goes_to_dead_letter_and_consumer_continues(stack: St
         finally:
             await producer.stop()
         body = web_complaint(customer_id=poison_key.decode())
-        with stack.client("intake") as client:
-            complaint_id = client.post("/v1/channels/web/complaints", json=body).json()["complaint_id"]
+        with httpx.Client(timeout=10) as client:
+            complaint_id = signed_post(client, stack.url("intake"), "web", body).json()["complaint_id"]
 
         routed = await tap.wait_for(lambda e: e.type == "case.routed.v1" and e.correlationid == complaint_id)
         def dead_letters() -> list:

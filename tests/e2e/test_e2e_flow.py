@@ -1,10 +1,14 @@
 """One complaint travels the whole way through four running services."""
 
+import time
+
 import pytest
 
 from shared.events.vocabulary import Role
+from shared.signing import signed_headers
 from tests.support.complaints import submit, web_complaint
 from tests.support.events import EventTap
+from tests.support.infra import TEST_CHANNEL_KEYS
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -56,9 +60,12 @@ def test_invalid_complaint_gets_problem_json_naming_the_field(stack: Stack) -> N
 
 
 def test_malformed_json_gets_problem_json(stack: Stack) -> None:
+    raw = b"{not json"
+    key = TEST_CHANNEL_KEYS["web"][0]
+    signature = signed_headers(key["key_id"], key["secret"], int(time.time()), raw)
+    headers = {"content-type": "application/json", **signature}
     with stack.client("intake") as client:
-        response = client.post("/v1/channels/web/complaints", content=b"{not json",
-                               headers={"content-type": "application/json"})
+        response = client.post("/v1/channels/web/complaints", content=raw, headers=headers)
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"].startswith("body")
 
