@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         owner, address = start_mock_cluster()
         env["KAFKA_BOOTSTRAP_SERVERS"] = address
+        # The CLI (`redress watch`, `lag`, `dlq`) finds the embedded broker here.
+        (args.data_dir / "broker.txt").write_text(address + "\n")
         print(f"embedded Kafka-protocol broker  {address}")
     migrate(env)
     db = env.get("DATABASE_URL") or f"SQLite files in {args.data_dir}"
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for proc in procs:
             proc.stop()
+        if owner is not None:
+            (args.data_dir / "broker.txt").unlink(missing_ok=True)
         del owner
         print("stopped")
 
