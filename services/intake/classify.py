@@ -27,6 +27,17 @@ def _is_cjk_term(term: str) -> bool:
     return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in term)
 
 
+def _core(term: str) -> str:
+    """A literal every match of the term contains (its first word, lower-cased): a cheap pre-check."""
+    return term.split()[0].rstrip("*").lower() if term.split() else term
+
+
+@lru_cache(maxsize=8192)
+def _compiled(parts: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for the alternatives that can match a given text (cached: texts repeat their word sets)."""
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
 def _term_regex(term: str) -> str:
     """Regex for one keyword: CJK terms match as substrings, others as whole words; ``*`` ends a prefix."""
     if _is_cjk_term(term):
@@ -56,7 +67,8 @@ class Rule(BaseModel):
     sentiment_weight: float = Field(
         0.0, ge=-5, le=5, description="Added to the sentiment score when the rule matches (a fault report is negative)."
     )
-    _regex: re.Pattern[str] = PrivateAttr()
+    # Each alternative with the literal it needs in the text (None: a pattern, always tried).
+    _parts: tuple[tuple[str, str | None], ...] = PrivateAttr()
 
     @field_validator("patterns")
     @classmethod
@@ -70,16 +82,25 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Rule:
-        parts = [_term_regex(t) for t in [*self.en, *self.zh] if t.strip()] + [f"(?:{p})" for p in self.patterns]
+        terms = [t for t in [*self.en, *self.zh] if t.strip()]
+        parts = [(_term_regex(t), _core(t)) for t in terms] + [(f"(?:{p})", None) for p in self.patterns]
         if not parts:
             raise ValueError(f"rule {self.name!r} has no keywords and no patterns")
-        self._regex = re.compile("|".join(parts), re.IGNORECASE)
+        self._parts = tuple(parts)
         return self
 
-    def find(self, text: str) -> list[str]:
-        """Distinct matched snippets, in order of appearance."""
+    def find(self, text: str, lowered: str | None = None) -> list[str]:
+        """Distinct matched snippets, in order of appearance.
+
+        Only the alternatives whose literal occurs in the text go into the regex: the same matches as the
+        whole alternation (an alternative without its literal cannot match), at a fraction of the cost.
+        """
+        lowered = text.lower() if lowered is None else lowered
+        parts = tuple(part for part, core in self._parts if core is None or core in lowered)
+        if not parts:
+            return []
         seen: dict[str, None] = {}
-        for match in self._regex.finditer(text):
+        for match in _compiled(parts).finditer(text):
             snippet = match.group(0).strip().lower()
             if snippet:
                 seen.setdefault(snippet, None)
@@ -110,7 +131,7 @@ class SentimentLexicon(BaseModel):
     exclamation_weight: float = Field(0.5, ge=0, description="Added to a negative score per run of '!!'.")
     negative_at: float = Field(-0.25, lt=0, gt=-1)
     positive_at: float = Field(0.3, gt=0, lt=1)
-    _regex: re.Pattern[str] = PrivateAttr()
+    _parts: tuple[tuple[str, str], ...] = PrivateAttr()
     _weights: dict[str, float] = PrivateAttr()
 
     @model_validator(mode="after")
@@ -119,7 +140,7 @@ class SentimentLexicon(BaseModel):
         weights.update({term.lower(): abs(w) for term, w in self.positive.items()})
         # Longest terms first, so "不满意" wins over "满意" and "not bad" over "bad".
         terms = sorted(weights, key=len, reverse=True)
-        self._regex = re.compile("|".join(_term_regex(t) for t in terms), re.IGNORECASE)
+        self._parts = tuple((_term_regex(t), _core(t)) for t in terms)
         self._weights = weights
         return self
 
@@ -144,7 +165,9 @@ class SentimentLexicon(BaseModel):
         raw = 0.0
         negative: list[str] = []
         positive: list[str] = []
-        for match in self._regex.finditer(text):
+        lowered = text.lower()
+        parts = tuple(part for part, core in self._parts if core in lowered)
+        for match in (_compiled(parts).finditer(text) if parts else ()):
             term = match.group(0).lower()
             weight = self._weight_of(term)
             if self._negated(text, match.start(), term):
@@ -223,8 +246,9 @@ def _score(ruleset: RuleSet, text: str, kind: str, matched: list[Rule]) -> tuple
     """
     total = 0.0
     reasons: list[str] = []
+    lowered = text.lower()
     for rule in ruleset.rules:
-        snippets = rule.find(text)
+        snippets = rule.find(text, lowered)
         if snippets:
             total += rule.weight * (1 + 0.25 * (min(len(snippets), 5) - 1))
             reasons.append(_reason(kind, rule, snippets))
