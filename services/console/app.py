@@ -133,6 +133,7 @@ def create_console_app(settings: Settings) -> FastAPI:
         console = build_console(settings)
         app.state.runtime = console
         reader = asyncio.create_task(console.hub.run())
+        watcher = asyncio.create_task(console.hub.watch_broker(console.bus.check))
         _close_streams_on_sigterm(console)
         log.info("console started")
         try:
@@ -142,7 +143,8 @@ def create_console_app(settings: Settings) -> FastAPI:
             console.hub.stop()
             console.hub.close_subscribers()
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.gather(reader, watcher, return_exceptions=True)
             await console.upstream.close()
             await console.bus.close()
             log.info("console stopped")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -79,7 +80,9 @@ class LiveHub:
         self.subscribers: set[Subscription] = set()
         self.status = "starting"
         self.error: str | None = None
-        self.positioned = asyncio.Event()
+        self.reading = False
+        self.reader_error: str | None = None
+        self.broker_error: str | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._stopping = False
 
@@ -92,7 +95,15 @@ class LiveHub:
         return {"status": self.status, "error": self.error, "last_id": self.last_id(),
                 "buffered": len(self.recent), "clients": len(self.subscribers)}
 
-    def _set_status(self, status: str, error: str | None = None) -> None:
+    def _update_status(self) -> None:
+        """Recompute the status from the reader and the broker check; tell browsers when it changed."""
+        if self._stopping:
+            status, error = "stopped", None
+        elif self.reading and not self.broker_error:
+            status, error = "live", None
+        else:
+            status = "reconnecting" if (self.reader_error or self.broker_error) else "starting"
+            error = self.broker_error or self.reader_error
         if (status, error) == (self.status, self.error):
             return
         self.status, self.error = status, error
@@ -152,12 +163,25 @@ class LiveHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._set_status("reconnecting", f"{type(exc).__name__}: {exc}")
+                self.reading, self.reader_error = False, f"{type(exc).__name__}: {exc}"
+                self._update_status()
                 log.warning("live stream interrupted, reconnecting in %.1fs: %s", backoff, exc)
             if not self._stopping:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-        self._set_status("stopped")
+        self._update_status()
+
+    async def watch_broker(self, check: Callable[[], Awaitable[None]], interval: float = 3.0) -> None:
+        """Ask the broker for metadata every ``interval``: a reader waiting on a vanished broker does not
+        fail by itself, so this is how the page learns the stream is not live."""
+        while not self._stopping:
+            try:
+                await check()
+                self.broker_error = None
+            except Exception as exc:
+                self.broker_error = f"broker unavailable: {type(exc).__name__}"
+            self._update_status()
+            await asyncio.sleep(interval)
 
     async def _read_once(self) -> None:
         topics = [*map(str, EVENT_TOPICS), str(Topic.DEAD_LETTER)]
@@ -168,8 +192,8 @@ class LiveHub:
             for tp, offset in self._positions.items():
                 if tp in stream.consumer.assignment():
                     stream.consumer.seek(tp, offset)
-            self._set_status("live")
-            self.positioned.set()
+            self.reading, self.reader_error = True, None
+            self._update_status()
             async for batch in stream.items(timeout_ms=500):
                 for item in batch:
                     self.seq += 1
@@ -178,5 +202,6 @@ class LiveHub:
                 if self._stopping:
                     return
         finally:
+            self.reading = False
             with contextlib.suppress(Exception):
                 await stream.stop()

@@ -145,3 +145,34 @@ def test_operators_file_is_read(stack: Stack, tmp_path: Path, artifacts_dir: Pat
             assert bo.get("/v1/session").json()["role"] == "agent"
         finally:
             bo.close()
+
+
+def test_losing_the_broker_shows_on_the_page_and_in_readiness(stack: Stack, tmp_path: Path,
+                                                               artifacts_dir: Path) -> None:
+    address_file = tmp_path / "broker.txt"
+    broker = subprocess.Popen([sys.executable, "-m", "shared.embedded_broker", "--address-file", str(address_file)],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = address_file.read_text().strip()
+        with running_console(stack, artifacts_dir / "stack-logs", name="console-broker-loss",
+                             KAFKA_BOOTSTRAP_SERVERS=address) as proc:
+            lead = signed_in(proc.url)
+            try:
+                assert lead.get("/v1/services").json()["stream"]["status"] == "live"
+                broker.terminate()
+                broker.wait(10)
+                deadline = time.monotonic() + 30
+                while lead.get("/v1/services").json()["stream"]["status"] == "live" and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                stream = lead.get("/v1/services").json()["stream"]
+                ready = httpx.get(proc.url + "/readyz")
+            finally:
+                lead.close()
+    finally:
+        broker.kill()
+        broker.wait()
+    assert stream["status"] == "reconnecting" and "broker unavailable" in stream["error"]
+    assert ready.status_code == 503 and ready.headers["content-type"] == "application/problem+json"

@@ -1,5 +1,6 @@
 """The console's live stream (Server-Sent Events): filters, resuming after a reconnect, bounds, bad input."""
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -164,3 +165,20 @@ def test_a_slow_browser_loses_its_oldest_events_not_the_console_memory() -> None
     kept = [sub.queue.get_nowait().seq for _ in range(sub.queue.qsize())]
     assert kept == [5, 6, 7]
     assert sub.dropped == 4
+
+
+def test_stopping_the_console_tells_browsers_to_reconnect(stack: Stack, artifacts_dir: Path) -> None:
+    with running_console(stack, artifacts_dir / "stack-logs", name="console-sigterm") as proc:
+        lead = signed_in(proc.url)
+        try:
+            with lead.stream("GET", "/v1/stream", params={"backlog": 0}) as response:
+                frames = sse_frames(response)
+                read_until(frames, lambda seen: bool(seen))
+                proc.process.send_signal(signal.SIGTERM)
+                seen = read_until(frames, lambda got: got[-1].event == "closing")
+        finally:
+            lead.close()
+        proc.process.wait(timeout=20)  # it stops by itself: open streams do not hold the shutdown
+        log = proc.log_tail(10)
+    assert seen[-1].json()["reason"] == "the console is restarting"
+    assert "console stopped" in log

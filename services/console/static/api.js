@@ -39,3 +39,14 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   }
   return data;
 }
+
+// Whether the session still holds; when it does not, the page goes back to sign-in.
+export async function checkSession() {
+  try {
+    await api('/v1/session');
+    return true;
+  } catch (err) {
+    if (err.status === 401 && unauthorizedHandler) unauthorizedHandler();
+    return false;
+  }
+}

@@ -1,6 +1,6 @@
 // Live event stream over Server-Sent Events, with the CLI's filters. The browser's EventSource
 // reconnects by itself and sends the last event id, so the console replays what was missed.
-import { api } from './api.js';
+import { checkSession } from './api.js';
 import { clear, fmtTime, h, label, severityPill, shortId, typeFamily } from './dom.js';
 
 const MAX_ROWS = 500;
@@ -141,7 +141,7 @@ export function mountLive(container, params) {
       const gap = JSON.parse(e.data);
       showNotice(`${gap.missed} event(s) could not be shown${gap.reason ? ` (${gap.reason})` : ''}.`);
     });
-    source.addEventListener('expired', () => { source.close(); api('/v1/session').catch(() => {}); });
+    source.addEventListener('expired', () => { source.close(); checkSession(); });
     source.addEventListener('closing', () => setStatus('connecting', 'Reconnecting…'));
     source.onmessage = (e) => addEvent(JSON.parse(e.data));
     source.onerror = () => {
@@ -151,7 +151,7 @@ export function mountLive(container, params) {
       }
       // The server refused the stream (signed out, or too many viewers): check the session, then retry.
       setStatus('down', 'Disconnected · retrying');
-      api('/v1/session').then(() => { retryTimer = setTimeout(connect, 5000); }).catch(() => {});
+      checkSession().then((ok) => { if (ok) retryTimer = setTimeout(connect, 5000); });
     };
   }
 

@@ -109,8 +109,8 @@ function render(story) {
     c.subject || c.excerpt || label(c.category), c.severity, label(c.state)]);
   const points = story.points.events.map((p) => [label(p.kind), `${p.points > 0 ? '+' : ''}${p.points}`, p.balance, p.reason]);
   const surveys = story.surveys.map((s) => [label(s.type.split('.')[1]), s.csat ?? '—', s.nps ?? '—', s.ces ?? '—',
-    s.comment || (s.low_score ? 'low score' : ''), fmtTime(s.answered_at || s.expires_at, true)]);
-  const care = story.care.map((c) => [label(c.type), c.day ? `day ${c.day}` : (c.signals || []).join(', '), fmtTime(c.due_at || c.detected_at, true)]);
+    s.comment || (s.low_score ? 'low score' : ''), fmtTime(s.answered_at || s.time, true)]);
+  const care = story.care.map((c) => [label(c.type), c.day ? `day ${c.day}` : (c.signals || []).join(', '), fmtTime(c.due_at || c.detected_at || c.time, true)]);
   return [
     summaryCard(story),
     h('div', { class: 'story-grid' },
