@@ -1,0 +1,59 @@
+"""Requests racing on the same rows: one complaint, one customer, one answer for all of them."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.integration.intake.conftest import Intake
+from tests.integration.intake.helpers import fresh, sign, unique
+
+
+def _race(
+    intake: Intake, channel: str, bodies: list[bytes], idempotency_key: str | None = None
+) -> list[httpx.Response]:
+    """Send the bodies at once, each with its own signature (as retries from several workers would)."""
+    now = int(time.time())
+    key_id, secret = intake.channels.key(channel)
+
+    def send(index: int) -> httpx.Response:
+        headers = {"content-type": "application/json", **sign(key_id, secret, bodies[index], now + index)}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        with httpx.Client(base_url=intake.url, timeout=30) as client:
+            return client.post(f"/v1/channels/{channel}/complaints", content=bodies[index], headers=headers)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, range(len(bodies))))
+
+
+def test_the_same_message_sent_at_once_makes_one_complaint(intake: Intake) -> None:
+    body = json.dumps(fresh("chat_en"), ensure_ascii=False).encode()
+    answers = _race(intake, "chat", [body] * 6)
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["complaint_id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 5
+
+
+def test_the_same_idempotency_key_at_once_makes_one_complaint(intake: Intake) -> None:
+    payload = fresh("web_en")
+    del payload["submission_id"]
+    body = json.dumps(payload).encode()
+    answers = _race(intake, "web", [body] * 5, idempotency_key=unique("idem"))
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["complaint_id"] for a in answers}) == 1
+
+
+def test_first_messages_of_a_new_contact_at_once_make_one_customer(intake: Intake) -> None:
+    email = f"{unique('race')}@example.com"
+    texts = ["The kettle leaks.", "The courier was rude.", "Points expired early.", "Screen flickers.", "App crashes."]
+    bodies = [
+        json.dumps({"source": "partner", "external_id": unique("r"), "text": text, "email": email}).encode()
+        for text in texts
+    ]
+    answers = _race(intake, "generic", bodies)
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    assert len({a.json()["customer_id"] for a in answers}) == 1
