@@ -11,9 +11,11 @@ from services.intake.channels.base import (
     Body,
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     EmailAddress,
     Identifier,
     NormalizedComplaint,
+    OrderRef,
     PhoneNumber,
     ShortText,
     StrictModel,
@@ -38,13 +40,13 @@ class AppFeedbackPayload(StrictModel):
     """A complaint sent from the mobile app's feedback screen."""
 
     feedback_id: Identifier | None = None
-    customer_id: Identifier | None = None
+    customer_id: CustomerId | None = None
     email: EmailAddress | None = None
     phone: PhoneNumber | None = None
     topic: ShortText | None = None
     subject: ShortText | None = None
     message: Annotated[Body, StringConstraints(min_length=1)]
-    order_ref: Identifier | None = None
+    order_ref: OrderRef | None = None
     app_version: Version
     device: Device
     screen: ShortText | None = Field(None, description="The app screen the feedback was opened from.")

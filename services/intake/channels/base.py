@@ -24,9 +24,13 @@ from shared.events.vocabulary import Channel
 # then cut to NormalizeConfig.max_text_chars, so a long but genuine message is kept, not refused.
 MAX_BODY_CHARS = 50_000
 MAX_HTML_CHARS = 500_000
-MAX_ID_CHARS = 200
+# Ids are stored in columns of fixed width: an external id (128) scoped by its platform, store or source
+# still fits the 200 of an external reference; customer ids take 100, order references 64.
+MAX_ID_CHARS = 128
 
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_CHARS)]
+CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+OrderRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
 

@@ -9,9 +9,11 @@ from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 from services.intake.channels.base import (
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     EmailAddress,
     Identifier,
     NormalizedComplaint,
+    OrderRef,
     PhoneNumber,
     ShortText,
     StrictModel,
@@ -33,11 +35,11 @@ class ChatConversationPayload(StrictModel):
     """A chat conversation handed over by the chat platform."""
 
     conversation_id: Identifier
-    customer_id: Identifier | None = None
+    customer_id: CustomerId | None = None
     visitor_name: ShortText | None = None
     email: EmailAddress | None = None
     phone: PhoneNumber | None = None
-    order_ref: Identifier | None = None
+    order_ref: OrderRef | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     started_at: AwareDatetime | None = None
     ended_at: AwareDatetime | None = None

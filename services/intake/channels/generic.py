@@ -11,9 +11,11 @@ from services.intake.channels.base import (
     Body,
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     EmailAddress,
     Identifier,
     NormalizedComplaint,
+    OrderRef,
     PhoneNumber,
     ShortText,
     StrictModel,
@@ -33,12 +35,12 @@ class GenericPayload(StrictModel):
     external_id: Identifier | None = None
     text: Annotated[Body, StringConstraints(min_length=1)]
     subject: ShortText | None = None
-    customer_id: Identifier | None = None
+    customer_id: CustomerId | None = None
     name: ShortText | None = None
     email: EmailAddress | None = None
     phone: PhoneNumber | None = None
     social_handle: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = None
-    order_ref: Identifier | None = None
+    order_ref: OrderRef | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=20)
     metadata: dict[Annotated[str, StringConstraints(max_length=64)], MetaValue] = Field(default_factory=dict)
     occurred_at: AwareDatetime | None = None

@@ -10,6 +10,7 @@ from services.intake.channels.base import (
     Body,
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     Identifier,
     NormalizedComplaint,
     PayloadError,
@@ -40,7 +41,7 @@ class PhoneCallPayload(StrictModel):
     call_id: Identifier
     caller_number: PhoneNumber | None = Field(None, description="None or 'anonymous' when withheld.")
     called_number: PhoneNumber | None = None
-    customer_id: Identifier | None = Field(None, description="Set when the IVR identified the caller.")
+    customer_id: CustomerId | None = Field(None, description="Set when the IVR identified the caller.")
     transcript: Body | None = None
     segments: list[TranscriptSegment] = Field(default_factory=list, max_length=1000)
     ivr_path: list[MenuChoice] = Field(default_factory=list, max_length=20)

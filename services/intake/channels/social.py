@@ -11,6 +11,7 @@ from services.intake.channels.base import (
     Body,
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     Identifier,
     NormalizedComplaint,
     StrictModel,
@@ -57,7 +58,7 @@ class SocialPostPayload(StrictModel):
     repost_count: int | None = Field(None, ge=0)
     url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     in_reply_to_post_id: Identifier | None = None
-    customer_id: Identifier | None = None
+    customer_id: CustomerId | None = None
     posted_at: AwareDatetime | None = None
 
     @field_validator("handle")

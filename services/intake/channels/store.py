@@ -11,9 +11,11 @@ from services.intake.channels.base import (
     Body,
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     EmailAddress,
     Identifier,
     NormalizedComplaint,
+    OrderRef,
     PhoneNumber,
     ShortText,
     StrictModel,
@@ -33,11 +35,11 @@ class StoreReportPayload(StrictModel):
     store_id: StaffCode
     staff_id: StaffCode
     notes: Annotated[Body, StringConstraints(min_length=1)]
-    customer_id: Identifier | None = None
+    customer_id: CustomerId | None = None
     customer_name: ShortText | None = None
     phone: PhoneNumber | None = None
     email: EmailAddress | None = None
-    order_ref: Identifier | None = None
+    order_ref: OrderRef | None = None
     location: ShortText | None = Field(None, description="Where a field visit took place.")
     photos: list[Attachment] = Field(default_factory=list, max_length=10)
     recorded_at: AwareDatetime | None = None

@@ -10,9 +10,11 @@ from services.intake.channels.base import (
     Body,
     ChannelAdapter,
     ContactHints,
+    CustomerId,
     EmailAddress,
     Identifier,
     NormalizedComplaint,
+    OrderRef,
     PhoneNumber,
     ShortText,
     StrictModel,
@@ -32,14 +34,14 @@ class WebFormPayload(StrictModel):
     """
 
     external_ref: Identifier | None = Field(None, validation_alias=AliasChoices("external_ref", "submission_id"))
-    customer_id: Identifier | None = None
+    customer_id: CustomerId | None = None
     name: ShortText | None = None
     email: EmailAddress | None = None
     phone: PhoneNumber | None = None
     topic: ShortText | None = None
     subject: ShortText | None = None
     text: Annotated[Body, StringConstraints(min_length=1)] = Field(validation_alias=AliasChoices("text", "description"))
-    order_ref: Identifier | None = None
+    order_ref: OrderRef | None = None
     page_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     locale: Locale | None = None
     submitted_at: AwareDatetime | None = None

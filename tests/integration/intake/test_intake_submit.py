@@ -71,6 +71,8 @@ MALFORMED = [
     ("generic", {"source": "Partner Portal", "text": "x"}, "body.source"),
     ("generic", {"source": "partner", "text": "x", "surprise": 1}, "body.surprise"),
     ("web", ["not", "an", "object"], "body"),
+    ("web", {"text": "x", "customer_id": "c" * 101}, "body.customer_id"),
+    ("store", {"store_id": "s1", "staff_id": "e1", "notes": "x", "order_ref": "9" * 65}, "body.order_ref"),
 ]
 
 
