@@ -32,5 +32,9 @@ e2e: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/python -m shared.migrate all
 
+# Measures the stack against this machine's own ceilings (docs/performance.md); BENCH_QUICK=1 for ~2 minutes.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf data artifacts .pytest_cache

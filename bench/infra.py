@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("BENCH_POSTGRES_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 OPERATOR_SECRET = "bench-operator-secret-0123456789abcdef"
 SERVICES = ("intake", "routing", "recovery", "loyalty")
+PRIVATE_LOG: Path | None = None  # the private cluster's server log, while it runs
 
 
 def free_port() -> int:
@@ -77,9 +78,12 @@ def private_cluster() -> Iterator[str | None]:
         shutil.rmtree(data, ignore_errors=True)
         yield None
         return
+    global PRIVATE_LOG
+    PRIVATE_LOG = data / "postgres.log"
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
+        PRIVATE_LOG = None
         run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
             capture_output=True)
         shutil.rmtree(data, ignore_errors=True)

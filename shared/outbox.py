@@ -204,6 +204,7 @@ class OutboxRelay:
                     while not self._stopping:
                         await asyncio.sleep(5)
                         await conn.execute(sa.text("SELECT 1"))
+                        await conn.commit()  # never sit "idle in transaction" between keep-alives
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

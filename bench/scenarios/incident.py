@@ -1,8 +1,122 @@
-"""placeholder"""
+"""Incident-wide compensation: N affected customers compensated by recovery and their points granted by loyalty.
+
+Through the real API: an incident is declared with the first part of the customer list, the rest is
+uploaded in parts of 5,000, the list is closed; recovery fans out one ``compensation.issued.v1`` per
+customer (at its configured rate), loyalty grants the points (``loyalty.points_changed.v1``). The
+clock runs from the declaration to the last grant; resident memory of both services is sampled.
+
+The embedded broker keeps only about 5 MiB per partition (TOOLING.md): if loyalty falls more than
+that far behind recovery, the oldest events are gone from the broker (a real Kafka keeps them),
+so the scenario stops waiting when grants stall and says so.
+"""
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
 
 from bench.context import Bench
+from bench.infra import OPERATOR_SECRET, Server
+from bench.observer import Observer
+from bench.scenarios.pipeline import POINTS, MemorySampler
+from bench.stats import Spread, limit_row
+from shared.auth import issue_token
+from shared.events.vocabulary import Role
+
+PART = 5000
+ISSUED = "compensation.issued.v1"
 
 
 def measure_incident(bench: Bench) -> None:
-    """placeholder"""
-    bench.note("incident: not yet written")
+    """Declare, upload, complete; wait for every grant; report time, rates and memory."""
+    servers = {name: Server(name, f"services.{name}.app:app", bench.env, bench.logs / f"incident-{name}.log")
+               for name in ("recovery", "loyalty")}
+    bench.stack.update(servers)
+    for server in servers.values():
+        server.start()
+    with MemorySampler(servers) as memory:
+        outcome = asyncio.run(_run(bench, servers["recovery"].url))
+    total = bench.plan.incident_customers
+    bench.raw["incident"] = {**outcome, "memory_peak_mib": memory.peak}
+    note = f"{outcome['granted']:,} of {total:,} granted"
+    bench.add(limit_row("4 incident", f"{total:,} customers: declare -> last points granted",
+                        Spread.of([outcome["elapsed_s"]]), "s", limit=300, note=note))
+    bench.add(limit_row("4 incident", "upload of the customer list", Spread.of([outcome["upload_s"]]), "s"))
+    bench.add(limit_row("4 incident", "compensations issued per second", Spread.of([outcome["issued_rate"]]), "/s"))
+    bench.add(limit_row("4 incident", "points grants per second", Spread.of([outcome["granted_rate"]]), "/s"))
+    for name in servers:
+        bench.add(limit_row("4 incident", f"{name} peak resident size", Spread.of([memory.peak[name]]), "MiB",
+                            limit=300))
+    if outcome["granted"] < total:
+        bench.note(f"incident: {outcome['granted']:,} of {total:,} grants seen ({outcome['stop_reason']})")
+
+
+async def _run(bench: Bench, recovery_url: str) -> dict[str, Any]:
+    total = bench.plan.incident_customers
+    token = issue_token(OPERATOR_SECRET, "bench-supervisor", Role.SUPERVISOR)
+    observer = Observer(bench.bootstrap)
+    await observer.start()
+    ids = [f"inc-cust-{i:07d}" for i in range(total)]
+    try:
+        async with httpx.AsyncClient(base_url=recovery_url, headers={"Authorization": f"Bearer {token}"},
+                                     timeout=120) as client:
+            started = time.monotonic()
+            body = {"title": "bench: network outage", "started_at": datetime.now(UTC).isoformat(),
+                    "customer_ids": ids[:PART], "more_customers": total > PART,
+                    "remedy": {"option_id": "outage_points", "kind": "points", "points": 2000,
+                               "description": "outage goodwill points"}}
+            declared = await client.post("/v1/incidents", json=body)
+            if declared.status_code != 201:
+                raise RuntimeError(f"declaring the incident failed: {declared.status_code} {declared.text[:500]}")
+            incident_id = declared.json()["incident_id"]
+            for start in range(PART, total, PART):
+                part = await client.post(f"/v1/incidents/{incident_id}/customers",
+                                         json={"customer_ids": ids[start:start + PART]})
+                part.raise_for_status()
+            if total > PART:
+                (await client.post(f"/v1/incidents/{incident_id}/complete")).raise_for_status()
+            upload_s = time.monotonic() - started
+            stop_reason = await _wait_grants(observer, total, stall_s=60, cap_s=900)
+            elapsed = time.monotonic() - started
+            progress = (await client.get(f"/v1/incidents/{incident_id}")).json()
+    finally:
+        await observer.stop()
+    issued_times = sorted(observer.arrivals[ISSUED].values())
+    granted = observer.count(POINTS)
+    return {
+        "incident_id": incident_id, "elapsed_s": elapsed, "upload_s": upload_s, "granted": granted,
+        "issued": observer.count(ISSUED), "progress": progress, "stop_reason": stop_reason,
+        "issued_rate": _rate(issued_times, observer.count(ISSUED), progress),
+        "granted_rate": granted / elapsed if elapsed else 0.0,
+    }
+
+
+def _rate(times: list[float], count: int, progress: dict[str, Any]) -> float:
+    """Issued per second: from recovery's own timestamps when the incident completed, else from arrivals."""
+    try:
+        created = datetime.fromisoformat(progress["created_at"].replace("Z", "+00:00"))
+        completed = datetime.fromisoformat(progress["completed_at"].replace("Z", "+00:00"))
+        return int(progress["issued"]) / max(1e-9, (completed - created).total_seconds())
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    if len(times) < 2:
+        return 0.0
+    return count / max(1e-9, times[-1] - times[0])
+
+
+async def _wait_grants(observer: Observer, total: int, stall_s: float, cap_s: float) -> str:
+    """Wait for ``total`` grants; give up when none arrive for ``stall_s`` or after ``cap_s``."""
+    started = last_change = time.monotonic()
+    seen = observer.count(POINTS)
+    while observer.count(POINTS) < total:
+        await asyncio.sleep(0.5)
+        now = time.monotonic()
+        if observer.count(POINTS) != seen:
+            seen, last_change = observer.count(POINTS), now
+        if now - last_change > stall_s:
+            return f"no grant for {stall_s:.0f} s"
+        if now - started > cap_s:
+            return f"stopped after {cap_s:.0f} s"
+    return "complete"
