@@ -222,3 +222,45 @@ def _wait_story(console: ServiceProcess, complaint_id: str, event_type: str, tim
     finally:
         client.close()
     raise AssertionError(f"{event_type} of {complaint_id} never reached the broker")
+
+
+async def _case_state(stack: Stack, case_id: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {operator_token(Role.AGENT)}"}
+    async with httpx.AsyncClient(base_url=stack.url("routing"), headers=headers, timeout=10) as routing:
+        return (await routing.get(f"/v1/cases/{case_id}")).json()
+
+
+async def test_an_agent_acts_on_a_case_from_its_story_within_their_role(page: Page, console: ServiceProcess,
+                                                                         stack: Stack, artifacts_dir: Path) -> None:
+    routed = await routed_case(stack)
+    await sign_in(page, console.url, "agent")
+    await page.goto(f"{console.url}/#/story/{routed.complaint_id}")
+
+    async def do(action: str, fill: dict[str, str] | None = None) -> str:
+        await page.click(f'#case-actions [data-action="{action}"]')
+        form = page.locator(f'.action-form[data-action="{action}"]')
+        await form.wait_for()
+        for name, value in (fill or {}).items():
+            control = form.locator(f"[name={name}]")
+            if await control.evaluate("el => el.tagName") == "SELECT":
+                await control.select_option(value)
+            else:
+                await control.fill(value)
+        await form.locator("button[type=submit]").click()
+        message = page.locator(".action-message:not([hidden])")
+        await message.wait_for()
+        text = await message.inner_text()
+        if text.startswith("Done"):  # the story reloads: wait for it before the next action
+            await message.wait_for(state="detached")
+        return text
+
+    assert await do("acknowledge") == "Done. Refreshing the story…"
+    await page.wait_for_selector("#case-actions [data-action=resolve]")
+    assert (await _case_state(stack, routed.case_id))["owner"] == "agent"
+    assert await do("resolve", {"resolution_code": "fixed"}) == "Done. Refreshing the story…"
+    await page.wait_for_selector("#case-actions [data-action=reopen]")
+    assert (await _case_state(stack, routed.case_id))["state"] == "resolved"
+    refusal = await do("reopen", {"reason": "the fault is back"})  # an agent may not reopen: routing says so
+    assert "needs role supervisor" in refusal
+    assert (await _case_state(stack, routed.case_id))["state"] == "resolved"
+    await shoot(page, artifacts_dir, "06-case-actions")

@@ -15,8 +15,8 @@ export function onUnauthorized(handler) {
   unauthorizedHandler = handler;
 }
 
-export async function api(path, { method = 'GET', body, signal } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function api(path, { method = 'GET', body, signal, headers: extra = {} } = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   const options = { method, headers, credentials: 'same-origin', signal };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';

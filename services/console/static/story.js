@@ -1,6 +1,7 @@
 // A complaint's full story on one page: the complaint, its case now, every event in order,
 // every hand-off, the compensation, the points and the survey.
 import { api } from './api.js';
+import { actionBar } from './actions.js';
 import { clockRows } from './board.js';
 import {
   emptyState, fill, fmtDuration, fmtMoney, fmtTime, h, label, severityPill, shortId, tierBadge, typeFamily, unavailable,
@@ -21,7 +22,7 @@ function fact(name, value) {
   return h('div', { class: 'kv' }, h('dt', { text: name }), h('dd', {}, value ?? '—'));
 }
 
-function summaryCard(story) {
+function summaryCard(story, reload) {
   const complaint = story.complaint || {};
   const received = story.timeline.find((e) => e.type.startsWith('complaint.received'));
   const data = received ? received.data : {};
@@ -43,7 +44,8 @@ function summaryCard(story) {
       fact('Owner', c.owner || c.assignee || '—'),
       fact('Urgency cues', (cls.urgency_cues || []).map(label).join(', ') || 'none')),
     story.clocks.length ? h('div', { class: 'story-clocks' }, h('h4', { text: 'SLA clocks' }),
-      h('div', { class: 'clocks', id: 'story-clocks' }, clockRows(story.clocks))) : null);
+      h('div', { class: 'clocks', id: 'story-clocks' }, clockRows(story.clocks))) : null,
+    story.case_id && story.sources.routing && story.sources.routing.ok ? actionBar(story, reload) : null);
 }
 
 function timeline(story) {
@@ -90,7 +92,7 @@ function sourcesNote(story) {
   return h('ul', { class: 'sources' }, items);
 }
 
-function render(story) {
+function render(story, reload) {
   const handoffs = story.handoffs.map((x) => [`${label(x.from_queue)} → ${label(x.to_queue)}`, x.reason,
     x.requested_by || x.by || '—', x.taken_by || x.to_owner || '—',
     x.handoff_seconds === null || x.handoff_seconds === undefined ? 'waiting' : fmtDuration(x.handoff_seconds)]);
@@ -112,7 +114,7 @@ function render(story) {
     s.comment || (s.low_score ? 'low score' : ''), fmtTime(s.answered_at || s.time, true)]);
   const care = story.care.map((c) => [label(c.type), c.day ? `day ${c.day}` : (c.signals || []).join(', '), fmtTime(c.due_at || c.detected_at || c.time, true)]);
   return [
-    summaryCard(story),
+    summaryCard(story, reload),
     h('div', { class: 'story-grid' },
       section(`Timeline · ${story.timeline.length} events`, timeline(story), 'story-events'),
       h('div', { class: 'story-side' },
@@ -141,9 +143,10 @@ export function mountStory(container, params) {
   const controller = new AbortController();
   body.append(h('div', { class: 'loading', text: `Reading the story of ${shortId(complaintId)} from every topic…` }));
   let ticker = null;
-  api(`/v1/complaints/${encodeURIComponent(complaintId)}/story`, { signal: controller.signal })
+  const load = () => api(`/v1/complaints/${encodeURIComponent(complaintId)}/story`, { signal: controller.signal })
     .then((story) => {
-      fill(body, render(story));
+      clearInterval(ticker);
+      fill(body, render(story, load));
       const rows = [...body.querySelectorAll('#story-clocks .clock')];
       const tick = () => rows.forEach((row) => row.update(Date.now()));
       tick();
@@ -153,5 +156,6 @@ export function mountStory(container, params) {
       if (err.name === 'AbortError') return;
       fill(body, err.status === 404 ? emptyState('No such complaint', err.message) : unavailable(err.message));
     });
+  load();
   return () => { controller.abort(); clearInterval(ticker); };
 }
