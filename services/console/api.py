@@ -54,7 +54,7 @@ async def about(console: ConsoleDep) -> dict[str, Any]:
             "development_password": DEV_PASSWORD if dev else None}
 
 
-@router.post("/session", response_model=SessionInfo, responses=problem_responses(401, 422, 429),
+@router.post("/session", response_model=SessionInfo, responses=problem_responses(400, 401, 422, 429),
              summary="Sign in", tags=["session"])
 async def sign_in(body: SignIn, request: Request, response: Response, console: ConsoleDep) -> SessionInfo:
     """Check the password, issue an operator token and keep it in an HttpOnly session cookie."""
@@ -76,7 +76,7 @@ async def sign_in(body: SignIn, request: Request, response: Response, console: C
                        expires_at=datetime.now(UTC) + ttl, token=token)
 
 
-@router.get("/session", response_model=SessionInfo, responses=problem_responses(401), summary="Who is signed in",
+@router.get("/session", response_model=SessionInfo, responses=problem_responses(401, 429), summary="Who is signed in",
             tags=["session"])
 async def who_am_i(session: SessionDep, console: ConsoleDep) -> SessionInfo:
     """The operator of the current session."""
@@ -96,7 +96,8 @@ async def sign_out(response: Response, console: ConsoleDep) -> Response:
 # ---- overview ---------------------------------------------------------------------------------
 
 
-@router.get("/services", response_model=Overview, responses=problem_responses(401), summary="Readiness of the stack")
+@router.get("/services", response_model=Overview, responses=problem_responses(401, 429),
+            summary="Readiness of the stack")
 async def services(console: ConsoleDep, _session: SessionDep) -> Overview:
     """Whether each service answers ready, and the live stream's state."""
     answers = await asyncio.gather(*(console.upstream.ready(name) for name in SERVICES))
@@ -151,7 +152,7 @@ async def _sse(hub: LiveHub, sub: Subscription, replay: Replay, session: Session
     summary="Live event stream (Server-Sent Events)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream"},
-               **problem_responses(401, 422, 503)},
+               **problem_responses(401, 422, 429, 503)},
 )
 async def stream(
     console: ConsoleDep,
@@ -182,7 +183,7 @@ async def stream(
 # ---- views ------------------------------------------------------------------------------------
 
 
-@router.get("/board", responses=problem_responses(401, 422), summary="Queue board")
+@router.get("/board", responses=problem_responses(401, 404, 422, 429), summary="Queue board")
 async def board(
     console: ConsoleDep,
     session: SessionDep,
@@ -192,7 +193,7 @@ async def board(
     return await build_board(console.upstream, session.token, queue, console.settings.board_max_cases)
 
 
-@router.get("/kpis", responses=problem_responses(401, 422), summary="KPI figures over a window")
+@router.get("/kpis", responses=problem_responses(401, 422, 429), summary="KPI figures over a window")
 async def kpis(
     console: ConsoleDep,
     session: SessionDep,
@@ -212,7 +213,7 @@ async def _scan(console: Console, complaint_id: str) -> Scan:
             return Scan(complete=False, note=f"the broker could not be read: {type(exc).__name__}: {exc}")
 
 
-@router.get("/complaints/{complaint_id}/story", responses=problem_responses(401, 404, 422, 503),
+@router.get("/complaints/{complaint_id}/story", responses=problem_responses(401, 404, 422, 429, 503),
             summary="A complaint's full story")
 async def story(
     console: ConsoleDep,
@@ -224,7 +225,7 @@ async def story(
     scan, intake = await asyncio.gather(_scan(console, complaint_id),
                                         upstream.fetch("intake", f"/v1/complaints/{complaint_id}", token))
     if not scan.events and not intake.ok:
-        if intake.status == 404 and scan.complete:
+        if intake.status in (404, 422) and scan.complete:  # 422: not even shaped like one of intake's ids
             raise ProblemError(404, "Not found", f"no complaint {complaint_id}: intake does not know it and no "
                                "event carries it", code="not-found")
         raise ProblemError(503, "Service unavailable", f"cannot tell the story now: {scan.note or ''} "
@@ -248,7 +249,7 @@ async def story(
 
 @proxy_router.api_route(
     "/{service}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    responses=problem_responses(401, 403, 404, 502, 504), summary="Call a service's API as the signed-in operator",
+    responses=problem_responses(401, 403, 404, 429, 502, 504), summary="Call a service's API as the signed-in operator",
 )
 async def proxy(service: str, path: str, request: Request, console: ConsoleDep, session: SessionDep) -> Response:
     """Forward ``/api/<service>/v1/...`` to the service with the operator's token; answers pass through."""
