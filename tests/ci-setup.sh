@@ -5,6 +5,6 @@ set -eu
 if ! command -v chromium >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends chromium chromium-driver fonts-noto-cjk
+    apt-get install -y chromium chromium-driver fonts-noto-cjk
 fi
 chromium --version

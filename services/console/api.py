@@ -1,9 +1,7 @@
 """The console's HTTP routes: sign-in, the live stream, the views, and the proxy to the services."""
 
 import asyncio
-import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -12,7 +10,6 @@ from fastapi.responses import StreamingResponse
 
 from services.console.board import build_board
 from services.console.filters import StreamFilter
-from services.console.hub import LiveHub, Notice, Replay, Subscription
 from services.console.kpis import Window, build_kpis
 from services.console.runtime import Console, get_console
 from services.console.schemas import Overview, ServiceState, SessionInfo, SignIn
@@ -25,6 +22,7 @@ from services.console.session import (
 )
 from services.console.settings import DEV_OPERATORS, DEV_PASSWORD
 from services.console.signin import authenticate
+from services.console.sse import event_stream
 from services.console.story import Scan, assemble, identities, scan_complaint
 from services.console.upstream import SERVICES, Answer
 from shared.auth import issue_token
@@ -109,44 +107,6 @@ async def services(console: ConsoleDep, _session: SessionDep) -> Overview:
 # ---- live stream ------------------------------------------------------------------------------
 
 
-def _frame(data: str, event: str | None = None, event_id: str | None = None) -> str:
-    head = (f"id: {event_id}\n" if event_id else "") + (f"event: {event}\n" if event else "")
-    return head + "".join(f"data: {line}\n" for line in data.splitlines() or [""]) + "\n"
-
-
-async def _sse(hub: LiveHub, sub: Subscription, replay: Replay, session: Session, heartbeat: float,
-               hello: dict[str, Any]) -> AsyncIterator[str]:
-    """Server-Sent Events: hello, what was missed, then live events until the session expires."""
-    try:
-        yield "retry: 3000\n\n"
-        yield _frame(json.dumps(hello), "hello")
-        if replay.missed:
-            yield _frame(json.dumps({"missed": replay.missed}), "gap")
-        for event in replay.events:
-            yield _frame(event.to_json(), event_id=f"{hub.epoch}-{event.seq}")
-        while True:
-            left = (session.expires_at - datetime.now(UTC)).total_seconds()
-            if left <= 0:
-                yield _frame(json.dumps({"reason": "session expired; sign in again"}), "expired")
-                return
-            try:
-                item = await asyncio.wait_for(sub.queue.get(), min(heartbeat, left))
-            except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
-            if sub.dropped:
-                yield _frame(json.dumps({"missed": sub.dropped, "reason": "the browser fell behind"}), "gap")
-                sub.dropped = 0
-            if isinstance(item, Notice):
-                yield _frame(json.dumps(item.data, default=str), item.name)
-                if item.name == "closing":
-                    return
-            else:
-                yield _frame(item.to_json(), event_id=f"{hub.epoch}-{item.seq}")
-    finally:
-        hub.unsubscribe(sub)
-
-
 @router.get(
     "/stream",
     summary="Live event stream (Server-Sent Events)",
@@ -175,7 +135,7 @@ async def stream(
     sub, replay = hub.subscribe(flt, last_event_id, backlog)
     hello = {**hub.state(), "filters": {"type": list(flt.types), "customer": customer, "complaint": complaint,
                                          "severity": severity, "queue": queue}}
-    body = _sse(hub, sub, replay, session, console.settings.stream_heartbeat_seconds, hello)
+    body = event_stream(hub, sub, replay, session.expires_at, console.settings.stream_heartbeat_seconds, hello)
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
