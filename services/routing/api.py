@@ -39,6 +39,8 @@ from services.routing.schemas import (
 from services.routing.views import case_out
 from shared.auth import Operator, require_role
 from shared.db import utcnow
+from shared.envelope import Envelope
+from shared.events import EventData
 from shared.events.vocabulary import CustomerTier, Role, Severity
 from shared.idempotency import remember_answer, request_hash, stored_answer
 from shared.problems import FieldError, ProblemError, problem_responses
@@ -100,7 +102,7 @@ async def _act(
         except CaseError as exc:
             raise _problem(exc) from None
 
-        async def emit(data):  # type: ignore[no-untyped-def]
+        async def emit(data: EventData) -> Envelope:
             return await runtime.emitter.emit(conn, data, subject=case_id, correlation_id=row["complaint_id"])
 
         await store.save_outcome(conn, runtime.db, outcome, emit, policy, now)

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.routing import escalation, lifecycle, store
 from services.routing.models import customer_tiers
@@ -18,6 +19,7 @@ from services.routing.policy import RoutingPolicy
 from services.routing.sla import TimerSpec
 from shared.consumer import Handler, HandlerContext
 from shared.db import insert_ignore, utcnow
+from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.complaints import ComplaintFollowedUp, ComplaintReceived
 from shared.events.loyalty import TierChanged
@@ -28,14 +30,14 @@ log = logging.getLogger(__name__)
 EXCERPT_CHARS = 280
 
 
-async def customer_tier(conn: sa.ext.asyncio.AsyncConnection, customer_id: str) -> CustomerTier:
+async def customer_tier(conn: AsyncConnection, customer_id: str) -> CustomerTier:
     """The customer's tier from the projection; potential until loyalty says otherwise."""
     tier = await conn.scalar(sa.select(customer_tiers.c.tier).where(customer_tiers.c.customer_id == customer_id))
     return CustomerTier(tier) if tier else CustomerTier.POTENTIAL
 
 
 def _emitter(ctx: HandlerContext | TimerContext, subject: str) -> store.Emit:
-    async def emit(data: EventData):  # type: ignore[no-untyped-def]
+    async def emit(data: EventData) -> Envelope:
         return await ctx.emit(data, subject=subject)
 
     return emit

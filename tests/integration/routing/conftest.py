@@ -4,10 +4,11 @@ Routing's tests get their own broker and database so that no other routing proce
 stack's, another test's) joins the ``redress-routing`` consumer group and routes their complaints.
 """
 
+import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from shared.envelope import Envelope, new_event, to_kafka
 from shared.events import EventData
 from shared.events.complaints import Classification, ComplaintReceived, Exposure
 from shared.events.vocabulary import Channel, Role
+from tests.support.events import EventTap
 from tests.support.infra import free_port, throwaway_database
 from tests.support.stack import operator_token, stack_env
 
@@ -106,6 +108,26 @@ def complaint(
 
 
 Publish = Callable[[EventData], Any]
+
+
+def unique(events: Iterable[Envelope]) -> list[Envelope]:
+    """Events once each, in arrival order: delivery is at least once, so the broker may carry a copy."""
+    return list({e.id: e for e in events}.values())
+
+
+async def wait_unique(
+    tap: EventTap, predicate: Callable[[Envelope], bool], count: int = 1, timeout: float = 30.0
+) -> list[Envelope]:
+    """Wait until ``count`` distinct events match (copies of one event count once)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = unique(e for e in tap.events if predicate(e))
+        if len(found) >= count:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            seen = [(e.type, e.subject) for e in tap.events[-20:]]
+            raise AssertionError(f"expected {count} distinct matching events within {timeout}s; last seen: {seen}")
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

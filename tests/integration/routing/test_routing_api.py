@@ -13,7 +13,7 @@ from shared.events.complaints import ComplaintFollowedUp
 from shared.events.loyalty import TierChanged
 from shared.events.vocabulary import Channel, CustomerTier, Role
 from shared.topics import Topic
-from tests.integration.routing.conftest import client, complaint
+from tests.integration.routing.conftest import client, complaint, wait_unique
 from tests.support.events import EventTap
 
 PROBLEM = "application/problem+json"
@@ -28,7 +28,7 @@ async def tap(routing_env: dict[str, str]) -> AsyncIterator[EventTap]:
 async def routed_case(tap: EventTap, publish: Any, **fields: Any) -> Envelope:
     """Publish a complaint and wait for its case.routed.v1."""
     sent = await publish(complaint(**fields))
-    [routed] = await tap.wait_for(lambda e: e.type == "case.routed.v1" and e.correlationid == sent.subject)
+    [routed] = await wait_unique(tap, lambda e: e.type == "case.routed.v1" and e.correlationid == sent.subject)
     return routed
 
 
@@ -91,10 +91,10 @@ async def test_an_operator_works_a_case_from_first_response_to_reopen(
         assert supervisor.post(f"/v1/cases/{case_id}/reopen", json={"reason": "not fixed"}).json()["state"] == "open"
         detail = li.get(f"/v1/cases/{case_id}").json()
 
-    [handed_off] = await tap.wait_for(of_case(case_id, "case.handed_off.v1"))
+    [handed_off] = await wait_unique(tap, of_case(case_id, "case.handed_off.v1"))
     assert (handed_off.data["from_owner"], handed_off.data["to_owner"]) == ("agent-li", "agent-wang")
     assert handed_off.data["handoff_seconds"] >= 0
-    events = await tap.wait_for(lambda e: e.subject == case_id, count=7)
+    events = await wait_unique(tap, lambda e: e.subject == case_id, count=7)
     assert [e.type for e in events] == [
         "case.routed.v1",
         "case.acknowledged.v1",
@@ -136,7 +136,7 @@ async def test_acknowledge_without_the_role_is_forbidden(routing: ServiceProcess
         assert body["type"].endswith("/forbidden")
     with client(routing, Role.SUPERVISOR, "sup-zhao") as supervisor:
         assert supervisor.post(f"/v1/cases/{case_id}/acknowledge").json()["owner"] == "sup-zhao"
-    [escalation] = await tap.wait_for(of_case(case_id, "case.escalated.v1"))
+    [escalation] = await wait_unique(tap, of_case(case_id, "case.escalated.v1"))
     assert (escalation.data["by"], escalation.data["reason"]) == ("agent-li", "customer is a journalist")
 
 
@@ -234,7 +234,7 @@ async def test_a_follow_up_escalates_at_once(routing: ServiceProcess, tap: Event
         ),
         correlation_id=data["complaint_id"],
     )
-    [escalated] = await tap.wait_for(of_case(data["case_id"], "case.escalated.v1"))
+    [escalated] = await wait_unique(tap, of_case(data["case_id"], "case.escalated.v1"))
     assert (escalated.data["to_level"], escalated.data["to_severity"], escalated.data["by"]) == (
         "supervisor",
         "P2",
@@ -247,7 +247,7 @@ async def test_a_redelivered_complaint_opens_one_case(routing: ServiceProcess, t
     event = complaint()
     await publish(event)
     await publish(event)  # same complaint, a new event id: intake retried
-    await tap.wait_for(lambda e: e.type == "case.routed.v1" and e.correlationid == event.complaint_id)
+    await wait_unique(tap, lambda e: e.type == "case.routed.v1" and e.correlationid == event.complaint_id)
     with client(routing) as http:
         cases = http.get("/v1/cases", params={"customer_id": event.customer_id}).json()
     assert cases["total"] == 1

@@ -4,6 +4,7 @@ two replicas sharing the work without ever escalating a case twice."""
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.topics import Topic
-from tests.integration.routing.conftest import complaint, fast_policy, routing_process
+from tests.integration.routing.conftest import complaint, fast_policy, routing_process, unique, wait_unique
 from tests.support.events import EventTap
 
 SLA_EVENTS = ("case.sla_warning.v1", "case.sla_breached.v1", "case.escalated.v1")
+
+
+async def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
 
 
 def _due(event: Any) -> datetime:
@@ -43,7 +51,9 @@ async def test_timers_fire_in_due_order_after_a_restart(
             for event in sent:
                 await publish(event)
             ids = {e.complaint_id for e in sent}
-            routed = await tap.wait_for(lambda e: e.type == "case.routed.v1" and e.correlationid in ids, count=3)
+            routed = await wait_unique(
+                tap, lambda e: e.type == "case.routed.v1" and e.correlationid in ids, count=3, timeout=60
+            )
             first.stop(sig=9)  # a crash: every timer still to come is only a row now
             killed_at = datetime.now(UTC)
         cases = {e.data["case_id"] for e in routed}
@@ -53,10 +63,10 @@ async def test_timers_fire_in_due_order_after_a_restart(
             await asyncio.sleep(0.2)
         restarted_at = datetime.now(UTC)
         with routing_process(env, logs, "restart-second-life"):
-            escalated = await tap.wait_for(
-                lambda e: e.type == "case.escalated.v1" and e.subject in cases, count=3, timeout=60
+            await _wait_until(
+                lambda: {e.subject for e in tap.events if e.type == "case.escalated.v1"} >= cases, timeout=60
             )
-            seen = [e for e in tap.events if e.subject in cases and e.type in SLA_EVENTS]
+            seen = unique(e for e in tap.events if e.subject in cases and e.type in SLA_EVENTS)
     caught_up = [e for e in seen if e.type != "case.escalated.v1" and _due(e) <= restarted_at]
     # Every warning and breach due before the restart, each once, in due order; those due after the crash
     # were caught up by the restarted service.
@@ -70,6 +80,7 @@ async def test_timers_fire_in_due_order_after_a_restart(
     for case in cases:
         kinds = [e.type for e in seen if e.subject == case]
         assert kinds[:3] == ["case.sla_warning.v1", "case.sla_breached.v1", "case.escalated.v1"]
+    escalated = [e for e in seen if e.type == "case.escalated.v1"]
     assert {(e.data["from_level"], e.data["to_level"]) for e in escalated} == {("agent", "supervisor")}
 
 
@@ -106,15 +117,17 @@ async def test_two_replicas_never_escalate_a_case_twice(
             ids = {e.complaint_id for e in sent}
             for event in sent:
                 await publish(event)
-            routed = await tap.wait_for(lambda e: e.type == "case.routed.v1" and e.correlationid in ids, count=24)
+            routed = await wait_unique(
+                tap, lambda e: e.type == "case.routed.v1" and e.correlationid in ids, count=24, timeout=60
+            )
             cases = {e.data["case_id"] for e in routed}
 
             def at_the_top(e: Any) -> bool:
                 return e.type == "case.escalated.v1" and e.subject in cases and e.data["to_level"] == "manager"
 
-            await tap.wait_for(at_the_top, count=24, timeout=90)
+            await _wait_until(lambda: len({e.subject for e in tap.events if at_the_top(e)}) == len(cases), 120)
             fired = (_timers_fired(a.url), _timers_fired(b.url))
-        events = {e.id: e for e in tap.events if e.subject in cases}.values()
+        events = unique(e for e in tap.events if e.subject in cases)
     counts = Counter((e.subject, e.type) for e in events)
     for case in cases:
         assert counts[(case, "case.escalated.v1")] == 2, case
