@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events.vocabulary import CustomerTier
+from shared.policy_file import describe_errors
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.yaml")
 DIMENSIONS = ("resolution_efficiency", "attitude", "clarity", "resolution_rate", "empathy")
@@ -219,11 +220,7 @@ class LoyaltyPolicy(_Strict):
 
 def _describe(error: ValidationError) -> str:
     """One line per problem, each naming the field path, e.g. `points.earn_percent.mid_value`."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{where}: {item['msg']}")
-    return "; ".join(lines)
+    return "; ".join(describe_errors(error))
 
 
 def parse_policy(data: object, source: str = "policy") -> LoyaltyPolicy:

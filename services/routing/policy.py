@@ -7,39 +7,22 @@ naming the field.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.routing.calendar import BusinessCalendar
 from shared.events.vocabulary import Category, CustomerTier, Department, Role, Sentiment, Severity, UrgencyCue
+from shared.policy_file import Duration, describe_errors
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.yaml")
 SEVERITY_ORDER: tuple[Severity, ...] = (Severity.P1, Severity.P2, Severity.P3, Severity.P4)
 CLOCKS: tuple[str, ...] = ("first_response", "next_update", "resolution")
 ACTIONS: tuple[str, ...] = ("acknowledge", "update", "handoff", "escalate", "pause", "resume", "resolve", "reopen")
 
-_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Read a duration written as ``"2h"``, ``"1d 12h"``, ``"90m"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"duration {value!r} must look like '30m', '2h', '1d 12h' or a number of seconds")
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 def severity_index(severity: Severity) -> int:
@@ -239,11 +222,7 @@ class PolicyError(ValueError):
 
 
 def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid routing policy {source}:"]
-    for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  {path}: {error['msg']}")
-    return "\n".join(lines)
+    return "\n  ".join([f"invalid routing policy {source}:", *describe_errors(exc)])
 
 
 def parse_policy(data: Any, source: str = "<data>") -> RoutingPolicy:

@@ -14,10 +14,10 @@ from services.intake.policy import (
     PolicyError,
     find_follow_up,
     load_policy,
-    parse_duration,
     parse_policy,
     text_similarity,
 )
+from shared.policy_file import parse_duration
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RULE = FollowUpRule()

@@ -13,10 +13,10 @@ from services.routing.policy import (
     PolicyError,
     RoutingPolicy,
     load_policy,
-    parse_duration,
     parse_policy,
 )
 from shared.events.vocabulary import Department, Severity
+from shared.policy_file import parse_duration
 
 
 @pytest.fixture
