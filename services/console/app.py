@@ -132,6 +132,7 @@ def create_console_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         console = build_console(settings)
         app.state.runtime = console
+        await asyncio.to_thread(lambda: settings.accounts)  # hash the development sign-ins once, off the loop
         reader = asyncio.create_task(console.hub.run())
         watcher = asyncio.create_task(console.hub.watch_broker(console.bus.check))
         _close_streams_on_sigterm(console)
