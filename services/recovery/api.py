@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.recovery import flow
 from services.recovery.caps import counted
 from services.recovery.decision import Decision
-from services.recovery.models import budgets, compensation_ledger, compensations
+from services.recovery.models import budgets, compensation_ledger, compensations, customers, incidents
 from services.recovery.policy import RecoveryPolicy
 from services.recovery.schemas import (
     AcceptIn,
@@ -179,6 +179,13 @@ async def get_compensation(runtime: Rt, _op: Agent, compensation_id: Compensatio
         if row is None:
             raise ProblemError(404, "Not found", f"no compensation {compensation_id}", code="not-found")
         entries = await ledger_entries(conn, compensation_id)
+        row = dict(row)
+        if row["incident_id"] and not row["reasons"]:
+            # An incident's reasons are kept once per tier on the incident, not on each of its rows.
+            decisions = await conn.scalar(
+                sa.select(incidents.c.decisions).where(incidents.c.incident_id == row["incident_id"])
+            )
+            row["reasons"] = ((decisions or {}).get(row["customer_tier"] or "") or {}).get("reasons", [])
     return {
         **compensation_out(row),
         "ledger": [LedgerEntryOut.model_validate(dict(e)).model_dump(mode="json") for e in entries],
@@ -410,8 +417,6 @@ async def get_customer(
     customer_id: Annotated[str, Path(min_length=1, max_length=100)],
 ) -> dict[str, Any]:
     """The projected tier (potential when loyalty never ranked them) and what the caps still allow."""
-    from services.recovery.models import customers
-
     async with runtime.db.engine.connect() as conn:
         row = (await conn.execute(sa.select(customers).where(customers.c.customer_id == customer_id))).first()
         prior = counted(await prior_compensations(conn, policy, customer_id, utcnow()), policy)

@@ -2,8 +2,8 @@
 
 from services.recovery.api import router
 from services.recovery.api_incidents import router as incidents_router
+from services.recovery.fanout import FanOut
 from services.recovery.handlers import make_handlers, make_timer_handlers
-from services.recovery.incidents import FanOut
 from services.recovery.models import delivery
 from services.recovery.policy import PolicyError, load_policy
 from services.recovery.settings import Settings

@@ -4,44 +4,32 @@ Scale (a million customers) shapes the design:
 - the customer list is never held in memory: an explicit list arrives in parts of at most a few
   thousand ids, a segment is read from the customer projection in keyset chunks whose cursor is
   committed with them, so collection resumes after a crash where it stopped;
-- each affected customer is one `compensations` row, queued first; unique (incident, customer)
-  makes every retry of a declaration, an upload or a chunk harmless;
-- the fan-out claims queued rows in batches (FOR UPDATE SKIP LOCKED, so replicas share the work)
-  and issues a whole batch in one transaction: multi-row inserts into the ledger and the outbox,
-  one multi-row update of the rows, the incident's counters. A crash loses at most an
-  uncommitted batch, which is then claimed again; nothing is paid twice;
-- a rate limit (settings) keeps the fan-out from starving case work.
+- each affected customer is first a row of the lean `incident_targets` queue; unique
+  (incident, customer) there and in `compensations` makes every retry of a declaration, an upload
+  or a chunk harmless;
+- the fan-out (fanout.py) turns queued customers into compensations in batches.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.recovery.decision import Decision, DecisionRequest, decide
-from services.recovery.flow import ledger_entry
-from services.recovery.models import compensation_ledger, compensations, customers, incidents
-from services.recovery.money import remedy_value_minor
+from services.recovery.models import compensations, customers, incident_targets, incidents
 from services.recovery.policy import RecoveryPolicy
 from services.recovery.schemas import IncidentIn, SegmentIn
-from services.recovery.settings import Settings
-from services.recovery.store import prior_compensations
+from services.recovery.store import id_in, insert_ignore_many
 from shared.auth import Operator
 from shared.db import Database, utcnow
-from shared.envelope import Envelope, new_event
-from shared.events.compensation import CompensationIssued, IncidentCompleted, IncidentDeclared, Remedy
+from shared.events.compensation import IncidentDeclared, Remedy
 from shared.events.vocabulary import CustomerTier, Role
 from shared.outbox import Emitter
 from shared.problems import ProblemError
-from shared.transient import is_transient
 
 log = logging.getLogger(__name__)
 INCIDENT_REMEDY_ID = "incident"
@@ -67,8 +55,8 @@ def incident_decision(
     )
 
 
-def check_authority(policy: RecoveryPolicy, operator: Operator, remedy: Remedy | None) -> dict[CustomerTier, Remedy]:
-    """403 unless the operator may declare incidents and grant each tier's remedy alone; the remedies by tier."""
+def check_authority(policy: RecoveryPolicy, operator: Operator, remedy: Remedy | None) -> dict[CustomerTier, Decision]:
+    """403 unless the operator may declare incidents and grant each tier's remedy alone; the decisions by tier."""
     if not operator.may(policy.incidents.declare_role):
         raise ProblemError(
             403,
@@ -76,7 +64,7 @@ def check_authority(policy: RecoveryPolicy, operator: Operator, remedy: Remedy |
             f"declaring an incident needs role {policy.incidents.declare_role.value}",
             code="forbidden",
         )
-    by_tier: dict[CustomerTier, Remedy] = {}
+    by_tier: dict[CustomerTier, Decision] = {}
     for tier in CustomerTier:
         decision = incident_decision(policy, tier, remedy, operator.role, "check", [])
         if decision.needs_approval and decision.required_role is not None:
@@ -87,9 +75,8 @@ def check_authority(policy: RecoveryPolicy, operator: Operator, remedy: Remedy |
                 f"{operator.role.value} limit; needs {decision.required_role.value}",
                 code="over-limit",
             )
-        if decision.options:
-            by_tier[tier] = decision.option()
-    if not by_tier:
+        by_tier[tier] = decision
+    if not any(d.compensates for d in by_tier.values()):
         raise ProblemError(422, "Nothing to give", "the remedy gives no customer anything", code="empty-remedy")
     return by_tier
 
@@ -101,7 +88,8 @@ async def declare(
     requested = body.remedy.to_remedy().model_copy(update={"option_id": INCIDENT_REMEDY_ID}) if body.remedy else None
     if requested is not None and requested.currency != policy.currency:
         raise ProblemError(422, "Wrong currency", f"remedy currency must be {policy.currency}", code="currency")
-    by_tier = check_authority(policy, operator, requested)
+    decisions = check_authority(policy, operator, requested)
+    by_tier = {tier: d.option() for tier, d in decisions.items() if d.compensates}
     incident_id = body.incident_id or f"inc-{uuid.uuid4()}"
     now = utcnow()
     if await conn.scalar(sa.select(incidents.c.incident_id).where(incidents.c.incident_id == incident_id)):
@@ -133,6 +121,10 @@ async def declare(
         "declared_by": operator.subject,
         "declared_role": operator.role.value,
         "remedy": requested.model_dump(mode="json") if requested else None,
+        "decisions": {
+            tier.value: {"options": [o.model_dump(mode="json") for o in d.options], "reasons": d.reasons}
+            for tier, d in decisions.items()
+        },
         "segment": segment,
         "status": "collecting" if collecting else "running",
         "collect_cursor": None,
@@ -155,48 +147,26 @@ async def declare(
 async def queue_customers(
     conn: AsyncConnection, policy: RecoveryPolicy, incident_id: str, customer_ids: list[str]
 ) -> int:
-    """Queue customers of an incident (duplicates ignored); returns how many were new."""
-    now = utcnow()
-    rows = [
-        {
-            "compensation_id": str(uuid.uuid4()),
-            "customer_id": cid,
-            "incident_id": incident_id,
-            "reason": "incident",
-            "status": "queued",
-            "options": [],
-            "currency": policy.currency,
-            "reasons": [],
-            "value_minor": 0,
-            "customer_may_choose": False,
-            "correlation_id": incident_id,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for cid in dict.fromkeys(customer_ids)
-    ]
-    added = len(await _insert_ignore_many(conn, compensations, rows, compensations.c.customer_id))
+    """Queue customers of an incident; ids already queued or compensated are ignored. Returns how many were new."""
+    wanted = list(dict.fromkeys(customer_ids))
+    served = set(
+        (
+            await conn.execute(
+                sa.select(compensations.c.customer_id).where(
+                    compensations.c.incident_id == incident_id, id_in(conn, compensations.c.customer_id, wanted)
+                )
+            )
+        ).scalars()
+    )
+    rows = [{"incident_id": incident_id, "customer_id": cid} for cid in wanted if cid not in served]
+    added = len(await insert_ignore_many(conn, incident_targets, rows, incident_targets.c.customer_id))
     if added:
         await conn.execute(
             sa.update(incidents)
             .where(incidents.c.incident_id == incident_id)
-            .values(total=incidents.c.total + added, updated_at=now)
+            .values(total=incidents.c.total + added, updated_at=utcnow())
         )
     return added
-
-
-async def _insert_ignore_many(
-    conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], returning: sa.Column[Any]
-) -> list[Any]:
-    """Multi-row insert skipping conflicts; returns the inserted rows' `returning` values."""
-    if not rows:
-        return []
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    result = await conn.execute(insert(table).on_conflict_do_nothing().returning(returning), rows)
-    return list(result.scalars())
 
 
 async def lock_incident(conn: AsyncConnection, incident_id: str) -> dict[str, Any]:
@@ -293,7 +263,7 @@ async def collect_once(db: Database, policy: RecoveryPolicy, chunk: int) -> int:
             .mappings()
             .first()
         )
-        if row is None:
+        if row is None or not row["segment"]:
             return 0
         query = sa.select(customers.c.customer_id).where(*_segment_filter(SegmentIn(**row["segment"])))
         if row["collect_cursor"] is not None:
@@ -308,313 +278,3 @@ async def collect_once(db: Database, policy: RecoveryPolicy, chunk: int) -> int:
             values["status"] = "running"
         await conn.execute(sa.update(incidents).where(incidents.c.incident_id == row["incident_id"]).values(**values))
         return len(ids)
-
-
-# --- fanning out ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Batch:
-    """What one fan-out transaction writes."""
-
-    updates: list[dict[str, Any]]
-    ledger: list[dict[str, Any]]
-    envelopes: list[Envelope]
-    counts: dict[str, dict[str, int]]
-
-
-class FanOut:
-    """Issues queued incident compensations in throttled batches; run one in every replica."""
-
-    def __init__(self, db: Database, emitter: Emitter, policy: RecoveryPolicy, settings: Settings) -> None:
-        self.db = db
-        self.emitter = emitter
-        self.policy = policy
-        self.settings = settings
-
-    async def run(self, stopping: Any) -> None:
-        """Collect segments and fan out until `stopping()` is true, throttled to the configured rate."""
-        while not stopping():
-            try:
-                started = time.monotonic()
-                done = await collect_once(self.db, self.policy, self.settings.incident_collect_chunk)
-                issued = await self.fan_out_once()
-                await self.complete_finished()
-            except Exception as exc:
-                log.warning("incident fan-out failed, retrying: %s", exc)
-                await asyncio.sleep(1)
-                continue
-            if not done and not issued:
-                await asyncio.sleep(self.settings.incident_poll_seconds)
-                continue
-            # Throttle: never faster than the rate, so consumers and timers keep their share.
-            await asyncio.sleep(max(issued / self.settings.incident_rate_per_second - (time.monotonic() - started), 0))
-
-    async def fan_out_once(self) -> int:
-        """Claim and issue one batch; a batch that fails is retried customer by customer."""
-        try:
-            async with self.db.transaction() as conn:
-                return await self._issue_batch(conn, self.settings.incident_batch_size)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.warning("incident batch failed (%s); retrying one customer at a time", exc)
-        handled = 0
-        for _ in range(self.settings.incident_batch_size):
-            try:
-                async with self.db.transaction() as conn:
-                    got = await self._issue_batch(conn, 1)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                await self._fail_next(repr(exc))
-                got = 1
-            if not got:
-                break
-            handled += got
-        return handled
-
-    async def _claim(self, conn: AsyncConnection, limit: int) -> list[sa.RowMapping]:
-        c = compensations.c
-        return list(
-            (
-                await conn.execute(
-                    sa.select(c.compensation_id, c.customer_id, c.incident_id)
-                    .where(c.status == "queued")
-                    .order_by(c.incident_id, c.customer_id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).mappings()
-        )
-
-    async def _issue_batch(self, conn: AsyncConnection, limit: int) -> int:
-        rows = await self._claim(conn, limit)
-        if not rows:
-            return 0
-        incident_rows = await self._incidents(conn, {r["incident_id"] for r in rows})
-        tiers = await self._tiers(conn, [r["customer_id"] for r in rows])
-        batch = await self._build(conn, rows, incident_rows, tiers)
-        if batch.ledger:
-            await conn.execute(sa.insert(compensation_ledger), batch.ledger)
-        await self.emitter.emit_envelopes(conn, batch.envelopes)
-        await conn.execute(_UPDATE_ROW, batch.updates)
-        for incident_id, counts in batch.counts.items():
-            await conn.execute(
-                sa.update(incidents)
-                .where(incidents.c.incident_id == incident_id)
-                .values(
-                    issued=incidents.c.issued + counts["issued"],
-                    skipped=incidents.c.skipped + counts["skipped"],
-                    updated_at=utcnow(),
-                )
-            )
-        return len(rows)
-
-    async def _incidents(self, conn: AsyncConnection, ids: set[str]) -> dict[str, sa.RowMapping]:
-        result = await conn.execute(sa.select(incidents).where(incidents.c.incident_id.in_(ids)))
-        return {r["incident_id"]: r for r in result.mappings()}
-
-    async def _tiers(self, conn: AsyncConnection, customer_ids: list[str]) -> dict[str, str | None]:
-        result = await conn.execute(
-            sa.select(customers.c.customer_id, customers.c.tier).where(customers.c.customer_id.in_(customer_ids))
-        )
-        return {r.customer_id: r.tier for r in result}
-
-    async def _build(
-        self,
-        conn: AsyncConnection,
-        rows: list[sa.RowMapping],
-        incident_rows: dict[str, sa.RowMapping],
-        tiers: dict[str, str | None],
-    ) -> _Batch:
-        policy, now = self.policy, utcnow()
-        cache: dict[tuple[str, CustomerTier], Decision] = {}
-        batch = _Batch([], [], [], {})
-        for row in rows:
-            incident = incident_rows[row["incident_id"]]
-            tier = CustomerTier(tiers.get(row["customer_id"]) or CustomerTier.POTENTIAL)
-            decision = await self._decision(conn, incident, row["customer_id"], tier, now, cache)
-            counts = batch.counts.setdefault(row["incident_id"], {"issued": 0, "skipped": 0})
-            if not decision.compensates:
-                counts["skipped"] += 1
-                batch.updates.append(_row_update(row, "skipped", tier, decision, None, 0, incident, None, now))
-                continue
-            counts["issued"] += 1
-            remedy = decision.option()
-            value = remedy_value_minor(remedy, policy, tier)
-            entry_id = str(uuid.uuid4())
-            env = self._issued_event(row, incident, tier, decision, remedy, value, entry_id, now)
-            batch.envelopes.append(env)
-            full = {
-                **row,
-                "case_id": None,
-                "reason": "incident",
-                "department": None,
-                "budget_month": None,
-                "decided_by": incident["declared_by"],
-            }
-            batch.ledger.append(ledger_entry(full, remedy, value, entry_id, now, incident["declared_by"]))
-            batch.updates.append(_row_update(row, "issued", tier, decision, remedy, value, incident, env.id, now))
-        return batch
-
-    async def _decision(
-        self,
-        conn: AsyncConnection,
-        incident: sa.RowMapping,
-        customer_id: str,
-        tier: CustomerTier,
-        now: datetime,
-        cache: dict[tuple[str, CustomerTier], Decision],
-    ) -> Decision:
-        remedy = Remedy.model_validate(incident["remedy"]) if incident["remedy"] else None
-        role = Role(incident["declared_role"])
-        if self.policy.incidents.exempt_from_caps:
-            # Exempt from caps, a decision depends only on the tier: decide once per tier and batch.
-            key = (incident["incident_id"], tier)
-            if key not in cache:
-                cache[key] = incident_decision(self.policy, tier, remedy, role, incident["incident_id"], [])
-            return cache[key]
-        prior = await prior_compensations(conn, self.policy, customer_id, now)
-        return incident_decision(self.policy, tier, remedy, role, incident["incident_id"], prior)
-
-    def _issued_event(
-        self,
-        row: sa.RowMapping,
-        incident: sa.RowMapping,
-        tier: CustomerTier,
-        decision: Decision,
-        remedy: Remedy,
-        value: int,
-        entry_id: str,
-        now: datetime,
-    ) -> Envelope:
-        data = CompensationIssued(
-            compensation_id=row["compensation_id"],
-            customer_id=row["customer_id"],
-            incident_id=row["incident_id"],
-            reason="incident",
-            remedy=remedy,
-            customer_tier=tier,
-            issued_at=now,
-            approved_by=incident["declared_by"],
-            reasons=decision.reasons,
-            chosen_by="only_option",
-            value_minor=value,
-            ledger_entry_id=entry_id,
-        )
-        return new_event(
-            data,
-            source=self.emitter.source,
-            subject=row["incident_id"],
-            correlation_id=incident["correlation_id"],
-            causation_id=incident["declared_event_id"],
-        )
-
-    async def _fail_next(self, error: str) -> None:
-        """Mark the next queued customer failed (its batch of one keeps failing), so the rest go on."""
-        async with self.db.transaction() as conn:
-            rows = await self._claim(conn, 1)
-            if not rows:
-                return
-            row = rows[0]
-            await conn.execute(
-                sa.update(compensations)
-                .where(compensations.c.compensation_id == row["compensation_id"])
-                .values(status="failed", error=error[:2000], updated_at=utcnow())
-            )
-            await conn.execute(
-                sa.update(incidents)
-                .where(incidents.c.incident_id == row["incident_id"])
-                .values(failed=incidents.c.failed + 1, updated_at=utcnow())
-            )
-
-    async def complete_finished(self) -> int:
-        """Close running incidents with nothing queued, announcing incident.completed.v1 once."""
-        queued = sa.exists().where(
-            compensations.c.incident_id == incidents.c.incident_id, compensations.c.status == "queued"
-        )
-        done = 0
-        async with self.db.transaction() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(incidents)
-                        .where(incidents.c.status == "running", ~queued)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            for row in rows:
-                now = utcnow()
-                await conn.execute(
-                    sa.update(incidents)
-                    .where(incidents.c.incident_id == row["incident_id"])
-                    .values(status="completed", completed_at=now, updated_at=now)
-                )
-                await self.emitter.emit(
-                    conn,
-                    IncidentCompleted(
-                        incident_id=row["incident_id"],
-                        issued=int(row["issued"]),
-                        failed=int(row["failed"]),
-                        completed_at=now,
-                        total=int(row["total"]),
-                        skipped=int(row["skipped"]),
-                    ),
-                    subject=row["incident_id"],
-                    correlation_id=row["correlation_id"],
-                    causation_id=row["declared_event_id"],
-                )
-                done += 1
-        return done
-
-
-_UPDATE_ROW = (
-    sa.update(compensations)
-    .where(compensations.c.compensation_id == sa.bindparam("b_id"), compensations.c.status == "queued")
-    .values(
-        status=sa.bindparam("b_status"),
-        customer_tier=sa.bindparam("b_tier"),
-        options=sa.bindparam("b_options", type_=sa.JSON),
-        default_option_id=sa.bindparam("b_default"),
-        chosen_option_id=sa.bindparam("b_chosen"),
-        acting_role=sa.bindparam("b_role"),
-        value_minor=sa.bindparam("b_value"),
-        reasons=sa.bindparam("b_reasons", type_=sa.JSON),
-        policy_version=sa.bindparam("b_policy"),
-        decided_by=sa.bindparam("b_by"),
-        last_event_id=sa.bindparam("b_event"),
-        updated_at=sa.bindparam("b_at"),
-    )
-)
-
-
-def _row_update(
-    row: sa.RowMapping,
-    status: str,
-    tier: CustomerTier,
-    decision: Decision,
-    remedy: Remedy | None,
-    value: int,
-    incident: sa.RowMapping,
-    event_id: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "b_id": row["compensation_id"],
-        "b_status": status,
-        "b_tier": tier.value,
-        "b_options": [o.model_dump(mode="json") for o in decision.options],
-        "b_default": decision.default_option_id,
-        "b_chosen": remedy.option_id if remedy else None,
-        "b_role": incident["declared_role"],
-        "b_value": value,
-        "b_reasons": decision.reasons,
-        "b_policy": decision.policy_version,
-        "b_by": incident["declared_by"],
-        "b_event": event_id,
-        "b_at": now,
-    }

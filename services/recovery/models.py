@@ -4,13 +4,15 @@
   the lock that serializes one customer's compensation decisions, so caps hold under concurrency.
 - `cases`: the projection of routing's cases that recovery needs (severity, department, breach).
 - `compensations`: one row per (case, reason) or (incident, customer), with its state
-  (queued, pending_approval, offered, issued, rejected, reversed); unique constraints make
-  redelivered events and retried fan-outs harmless.
+  (pending_approval, offered, issued, rejected, reversed; for incidents issued, skipped, failed);
+  unique indexes make redelivered events and retried fan-outs harmless.
 - `compensation_ledger`: append-only money entries; a reversal is a new entry (a trigger refuses
   UPDATE and DELETE).
 - `budgets`: spent and reserved value per department and month; its row is locked while a
   decision reads what is left, so budgets hold under concurrency.
-- `incidents`: declared incidents with their segment, remedy, collection cursor and counters.
+- `incidents`: declared incidents with their segment, remedy, decisions by tier, collection cursor
+  and counters; `incident_targets`: the customers still to compensate (a lean queue: two columns,
+  one index, each row deleted in the transaction that issues its compensation).
 """
 
 import sqlalchemy as sa
@@ -87,17 +89,24 @@ compensations = sa.Table(
     sa.Column("last_event_id", sa.String(64), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    # NULLs are distinct: case rows never collide with incident rows.
-    sa.UniqueConstraint("case_id", "reason", name="uq_compensations_case_reason"),
-    sa.UniqueConstraint("incident_id", "customer_id", name="uq_compensations_incident_customer"),
-    sa.Index("ix_compensations_customer_created", "customer_id", "created_at"),
+    # Partial unique indexes: case rows never pay for the incident index and the other way round.
     sa.Index(
-        "ix_compensations_queued",
+        "uq_compensations_case_reason",
+        "case_id",
+        "reason",
+        unique=True,
+        postgresql_where=sa.text("case_id IS NOT NULL"),
+        sqlite_where=sa.text("case_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "uq_compensations_incident_customer",
         "incident_id",
         "customer_id",
-        postgresql_where=sa.text("status = 'queued'"),
-        sqlite_where=sa.text("status = 'queued'"),
+        unique=True,
+        postgresql_where=sa.text("incident_id IS NOT NULL"),
+        sqlite_where=sa.text("incident_id IS NOT NULL"),
     ),
+    sa.Index("ix_compensations_customer_created", "customer_id", "created_at"),
 )
 
 # Append-only: a reversal is a new row, never an edit (see the migration's trigger).
@@ -127,8 +136,12 @@ compensation_ledger = sa.Table(
     sa.Column("issued_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("compensation_id", "entry_kind", name="uq_ledger_compensation_entry"),
     sa.Index("ix_ledger_customer", "customer_id", "issued_at"),
-    sa.Index("ix_ledger_case", "case_id"),
-    sa.Index("ix_ledger_incident", "incident_id"),
+    sa.Index(
+        "ix_ledger_case",
+        "case_id",
+        postgresql_where=sa.text("case_id IS NOT NULL"),
+        sqlite_where=sa.text("case_id IS NOT NULL"),
+    ),
 )
 
 budgets = sa.Table(
@@ -151,10 +164,13 @@ incidents = sa.Table(
     sa.Column("ended_at", UtcDateTime, nullable=True),
     sa.Column("declared_by", sa.String(100), nullable=False),
     sa.Column("declared_role", sa.String(20), nullable=False),
-    sa.Column("remedy", sa.JSON, nullable=True),
-    sa.Column("segment", sa.JSON, nullable=True),
-    # collecting: the customer list is still growing; running: every customer is queued;
-    # completed: nothing is queued any more.
+    # none_as_null: an absent remedy, decision or segment is SQL NULL, not the JSON value null.
+    sa.Column("remedy", sa.JSON(none_as_null=True), nullable=True),
+    # The decision each tier gets (options and reasons), made once at declaration.
+    sa.Column("decisions", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("segment", sa.JSON(none_as_null=True), nullable=True),
+    # collecting: the customer list is still growing; running: the list is complete;
+    # completed: every customer of the list is issued, skipped or failed.
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("collect_cursor", sa.String(100), nullable=True),
     sa.Column("total", sa.BigInteger, nullable=False, server_default="0"),
@@ -169,7 +185,14 @@ incidents = sa.Table(
     sa.Index("ix_incidents_status", "status"),
 )
 
-STATUSES = ("queued", "pending_approval", "offered", "issued", "rejected", "reversed", "skipped", "failed")
+incident_targets = sa.Table(
+    "incident_targets",
+    metadata,
+    sa.Column("incident_id", sa.String(60), primary_key=True),
+    sa.Column("customer_id", sa.String(100), primary_key=True),
+)
+
+STATUSES = ("pending_approval", "offered", "issued", "rejected", "reversed", "skipped", "failed")
 # States whose value counts against the customer's caps and the department's budget.
 ACTIVE_STATUSES = ("pending_approval", "offered", "issued")
 OPEN_STATUSES = ("pending_approval", "offered")

@@ -18,7 +18,7 @@ class Settings(ServiceSettings):
 
     policy_path: Path = Field(default=DEFAULT_POLICY_PATH, description="The recovery policy YAML file.")
     incident_batch_size: int = Field(
-        default=1000, ge=1, le=20_000, description="Customers compensated per transaction."
+        default=2000, ge=1, le=20_000, description="Customers compensated per transaction."
     )
     incident_rate_per_second: float = Field(
         default=5000, gt=0, le=1_000_000, description="Fan-out throttle, so incidents never starve case work."

@@ -53,6 +53,10 @@ async def test_a_declared_list_gets_one_compensation_each_by_tier(world: World) 
         progress = _progress(http, incident_id)
         items = http.get("/v1/compensations", params={"incident_id": incident_id}).json()["items"]
     assert (progress["status"], progress["issued"], progress["pending"]) == ("completed", 3, 0)
+    with world.client() as http:
+        detail = http.get(f"/v1/compensations/{items[0]['compensation_id']}").json()
+    assert any(r.startswith("incidents.") for r in detail["reasons"])  # the tier's reasons, kept on the incident
+    assert detail["ledger"][0]["entry_kind"] == "issue"
     amounts = {c["customer_id"]: c["value_minor"] for c in items}
     assert amounts == {high: 30000, mid: 20000, unknown: 20000}  # DOMAIN.md: 200 yuan each, high value more
     issued = [
