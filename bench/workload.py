@@ -7,6 +7,7 @@ unique submission id per request and customers spread over many ids (so every pa
 import json
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ TEXTS = (
 )
 
 
-def complaint_body(shape: str, serial: str, customer: str, index: int) -> dict[str, Any]:
+def complaint_body(shape: str, serial: str, customer: str, index: int, run_id: str = "") -> dict[str, Any]:
     """One complaint body in the shape intake accepts (``legacy`` or ``webform``).
 
     Every customer has its own e-mail, phone and order, so intake's directory and follow-up matching
@@ -37,10 +38,10 @@ def complaint_body(shape: str, serial: str, customer: str, index: int) -> dict[s
         "customer_id": customer,
         "name": "Li Wei",
         "email": f"{customer}@example.com",
-        "phone": f"+86138{index % 10**8:08d}",
+        "phone": f"+86138{(zlib.crc32(run_id.encode()) * 7919 + index) % 10**8:08d}",
         "subject": "Complaint about my order",
         "description": text,
-        "order_ref": f"ORD{index:010d}",
+        "order_ref": f"ORD-{run_id}-{index}",
         "locale": "zh-CN",
         "submitted_at": datetime.now(UTC).isoformat(),
     }
@@ -81,8 +82,9 @@ class ComplaintFactory(RequestFactory):
         """A new complaint with a unique submission id."""
         self.count += 1
         serial = f"bench-{self.run_id}-{self.count}"
-        customer = f"bench-cust-{self.run_id[:4]}-{self.count % self.customers}"
-        body = json.dumps(complaint_body(self.shape, serial, customer, self.count), separators=(",", ":")).encode()
+        customer = f"bench-cust-{self.run_id}-{self.count % self.customers}"
+        data = complaint_body(self.shape, serial, customer, self.count, self.run_id)
+        body = json.dumps(data, separators=(",", ":")).encode()
         headers: dict[str, str] = {}
         if self.key_id and self.secret:
             headers.update(signed_headers(self.key_id, self.secret, int(time.time()), body))

@@ -6,6 +6,7 @@ SQLite files as the embedded default. Tables are SQLAlchemy Core; the delivery t
 ``add_delivery_tables``.
 """
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -127,14 +128,48 @@ def make_engine(settings: ServiceSettings) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
         connect_args={"server_settings": {"search_path": settings.db_schema or "public"}, "timeout": 5},
     )
+    ping_idle_connections(engine)
+    return engine
+
+
+_USED_AT = "redress_used_at"
+IDLE_PING_SECONDS = 1.0
+
+
+def ping_idle_connections(engine: AsyncEngine, idle_seconds: float = IDLE_PING_SECONDS) -> None:
+    """Check a pooled connection on check-out only when it sat idle, replacing it when the server is gone.
+
+    ``pool_pre_ping`` costs three round trips on every check-out with asyncpg (BEGIN, a query,
+    ROLLBACK): as much as the work of a small transaction. A connection checked in a moment ago was
+    just proven alive; one idle for ``idle_seconds`` (say, across a database restart) is pinged.
+    A connection that dies in use anyway is invalidated with the whole pool by SQLAlchemy.
+    """
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _fresh(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[_USED_AT] = time.monotonic()
+
+    @sa.event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        if record is not None:
+            record.info[_USED_AT] = time.monotonic()
+
+    @sa.event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        if time.monotonic() - record.info.get(_USED_AT, 0.0) < idle_seconds:
+            return
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {exc}") from exc
+        record.info[_USED_AT] = time.monotonic()
 
 
 class Database:
@@ -159,17 +194,20 @@ class Database:
         INSERT per table, so a batch of events costs one statement instead of one per event.
         """
         async with self.engine.begin() as conn:
-            conn.info["outbox_dirty"] = False
-            conn.info[_DEFERRED] = {}
-            conn.info[_NOTIFY] = set()
+            # Held once: after the server dropped the connection, conn.info itself raises PendingRollbackError,
+            # which would hide the (transient) error that callers answer with 503 or retry.
+            info = conn.info
+            info["outbox_dirty"] = False
+            info[_DEFERRED] = {}
+            info[_NOTIFY] = set()
             try:
                 yield conn
                 await _flush_deferred(conn)
             finally:
-                # conn.info outlives the transaction (it belongs to the pooled connection): never leave rows behind.
-                conn.info.pop(_DEFERRED, None)
-                conn.info.pop(_NOTIFY, None)
-            dirty = conn.info.get("outbox_dirty", False)
+                # info outlives the transaction (it belongs to the pooled connection): never leave rows behind.
+                info.pop(_DEFERRED, None)
+                info.pop(_NOTIFY, None)
+            dirty = info.get("outbox_dirty", False)
         if dirty:
             for hook in self._after_commit:
                 hook()

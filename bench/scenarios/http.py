@@ -129,6 +129,38 @@ def intake_env(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
+async def statements(dsn: str, reset: bool = False) -> list[dict[str, object]]:
+    """Statements PostgreSQL ran since the last reset (pg_stat_statements; empty when unavailable)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return []
+        rows = await conn.fetch(
+            "SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC"
+        )
+        return [dict(r) for r in rows]
+    except asyncpg.PostgresError:
+        return []
+    finally:
+        await conn.close()
+
+
+def statement_rows(bench: Bench, section: str, label: str, results: list[LoadResult], stats: list[dict]) -> None:
+    """SQL statements per request, and the most frequent ones as a note."""
+    requests = sum(r.sent for r in results)
+    if not stats or not requests:
+        return
+    calls = sum(int(s["calls"]) for s in stats)  # type: ignore[call-overload]
+    bench.add(limit_row(section, f"{label}: SQL statements per request", Spread.of([calls / requests]), "stmts"))
+    top = "\n".join(f"{int(s['calls']) / requests:6.2f}  {s['query']}" for s in stats[:25])  # type: ignore[call-overload]
+    bench.raw.setdefault("statements", {})[label] = stats[:40]
+    bench.notes.append(f"Statements per request, {label} (pg_stat_statements):\n\n```\n{top}\n```")
+
+
 def measure_intake(bench: Bench) -> None:
     """Intake alone (no consumers running) at every worker count, against the ceilings."""
     for workers in bench.plan.workers:
@@ -139,7 +171,10 @@ def measure_intake(bench: Bench) -> None:
             if workers == 1:
                 bench.raw["intake_body"] = complaint_body(factory.shape, "example", "cust-1", 1)
                 bench.raw["intake_signed"] = bool(factory.key_id)
+                asyncio.run(statements(bench.dsn, reset=True))
             results = repeat(bench, server, factory, f"intake {workers}w")
+            if workers == 1:
+                statement_rows(bench, "1 intake", "intake", results, asyncio.run(statements(bench.dsn)))
         finally:
             server.stop()
         value = throughput(results)

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from aiokafka import ConsumerRecord
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from shared.consumer import EventConsumer, HandlerContext
-from shared.db import Database, add_delivery_tables, defer_insert
+from shared.db import Database, add_delivery_tables, defer_insert, ping_idle_connections
 from shared.envelope import new_event, to_kafka
 from shared.events import EventData
 from shared.events.loyalty import PointsChanged
@@ -155,3 +156,19 @@ async def test_one_batch_claims_the_inbox_once_per_event(db: Database) -> None:
     assert handled[0] == duplicate
     assert await count(db, notes) == 2
     assert await count(db, tables.inbox) == 2
+
+
+async def test_an_idle_pooled_connection_killed_by_the_server_is_replaced_on_checkout(database_url: str) -> None:
+    engine = create_async_engine(database_url, pool_size=1, max_overflow=0)
+    ping_idle_connections(engine, idle_seconds=0.0)
+    try:
+        async with engine.connect() as conn:
+            pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+        killer = create_async_engine(database_url, poolclass=NullPool)
+        async with killer.connect() as conn:
+            await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await killer.dispose()
+        async with engine.connect() as conn:  # the dead connection is pinged and replaced, not handed out
+            assert await conn.scalar(sa.text("SELECT pg_backend_pid()")) != pid
+    finally:
+        await engine.dispose()
