@@ -39,8 +39,8 @@ class Plan:
             return cls(
                 name="quick", runs=3, duration=2.5, warmup=0.7, concurrency=32, workers=(1, 2),
                 pipeline_rate=200, pipeline_duration=6, sustained_duration=3, resolve_share=4,
-                timers_pending=100_000, timers_due=3_000, timers_window=5, timers_burst=10_000,
-                volume_sizes=(1_000, 5_000), incident_customers=10_000,
+                timers_pending=100_000, timers_due=3_000, timers_window=5, timers_burst=5_000,
+                volume_sizes=(1_000, 3_000), incident_customers=5_000,
             )
         return cls(
             name="full", runs=3, duration=8, warmup=2, concurrency=32, workers=(1, 2, 4),
