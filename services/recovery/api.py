@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from services.recovery.schemas import (
     ReverseIn,
 )
 from services.recovery.store import UNASSIGNED, get_case, ledger_entries, prior_compensations, tier_of
-from services.recovery.web import decode_cursor, encode_cursor, get_policy, write
+from services.recovery.web import PRINTABLE, cursor_time, decode_cursor, encode_cursor, get_policy, write
 from shared.auth import Operator, require_role
 from shared.db import utcnow
 from shared.events.compensation import CompensationReason
@@ -41,7 +40,7 @@ from shared.service import Runtime, get_runtime
 router = APIRouter(prefix="/v1", tags=["compensation"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-CompensationId = Annotated[str, Path(min_length=1, max_length=40)]
+CompensationId = Annotated[str, Path(min_length=1, max_length=40, pattern=PRINTABLE)]
 Agent = Annotated[Operator, Depends(require_role(Role.AGENT))]
 Supervisor = Annotated[Operator, Depends(require_role(Role.SUPERVISOR))]
 Policy = Annotated[RecoveryPolicy, Depends(get_policy)]
@@ -70,7 +69,7 @@ async def preview_case(
     runtime: Rt,
     policy: Policy,
     operator: Agent,
-    case_id: Annotated[str, Path(min_length=1, max_length=40)],
+    case_id: Annotated[str, Path(min_length=1, max_length=40, pattern=PRINTABLE)],
     reason: Annotated[CompensationReason, Query()] = "case_resolved",
     role: Annotated[Role | None, Query(description="Acting role; default: yours.")] = None,
 ) -> Decision:
@@ -112,9 +111,9 @@ async def preview_case(
 async def list_compensations(
     runtime: Rt,
     _op: Agent,
-    customer_id: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    case_id: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
-    incident_id: Annotated[str | None, Query(min_length=1, max_length=60)] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=100, pattern=PRINTABLE)] = None,
+    case_id: Annotated[str | None, Query(min_length=1, max_length=40, pattern=PRINTABLE)] = None,
+    incident_id: Annotated[str | None, Query(min_length=1, max_length=60, pattern=PRINTABLE)] = None,
     status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -148,7 +147,7 @@ async def list_compensations(
     else:
         if cursor:
             at, cid = decode_cursor(cursor, 2)
-            query = query.where(sa.tuple_(c.created_at, c.compensation_id) < (datetime.fromisoformat(at), cid))
+            query = query.where(sa.tuple_(c.created_at, c.compensation_id) < (cursor_time(at), cid))
         query = query.order_by(c.created_at.desc(), c.compensation_id.desc())
     async with runtime.db.engine.connect() as conn:
         rows = list((await conn.execute(query.limit(limit + 1))).mappings())
@@ -380,8 +379,8 @@ async def reverse(
 async def list_ledger(
     runtime: Rt,
     _op: Agent,
-    customer_id: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    case_id: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=100, pattern=PRINTABLE)] = None,
+    case_id: Annotated[str | None, Query(min_length=1, max_length=40, pattern=PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """The append-only money trail: issues are positive, reversals negative."""
@@ -414,7 +413,7 @@ async def get_customer(
     runtime: Rt,
     policy: Policy,
     _op: Agent,
-    customer_id: Annotated[str, Path(min_length=1, max_length=100)],
+    customer_id: Annotated[str, Path(min_length=1, max_length=100, pattern=PRINTABLE)],
 ) -> dict[str, Any]:
     """The projected tier (potential when loyalty never ranked them) and what the caps still allow."""
     async with runtime.db.engine.connect() as conn:

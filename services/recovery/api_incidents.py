@@ -13,7 +13,7 @@ from services.recovery import incidents as inc
 from services.recovery.models import incidents
 from services.recovery.policy import RecoveryPolicy
 from services.recovery.schemas import CustomerIdsIn, IncidentIn, IncidentProgress
-from services.recovery.web import get_policy, write
+from services.recovery.web import PRINTABLE, get_policy, write
 from shared.auth import Operator, require_role
 from shared.events.vocabulary import Role
 from shared.problems import ProblemError, problem_responses
@@ -22,7 +22,7 @@ from shared.service import Runtime, get_runtime
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-IncidentId = Annotated[str, Path(min_length=1, max_length=60)]
+IncidentId = Annotated[str, Path(min_length=1, max_length=60, pattern=PRINTABLE)]
 Agent = Annotated[Operator, Depends(require_role(Role.AGENT))]
 Policy = Annotated[RecoveryPolicy, Depends(get_policy)]
 Rt = Annotated[Runtime, Depends(get_runtime)]

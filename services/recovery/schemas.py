@@ -5,18 +5,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.events.compensation import CompensationReason, Remedy, RemedyKind
 from shared.events.vocabulary import CustomerTier, Role
 
-CUSTOMER_ID = r"^[^\s]{1,100}$"
+CUSTOMER_ID = r"^[^\s\x00-\x1f\x7f]{1,100}$"
 INCIDENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,59}$"
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID, examples=["cust-0001"])]
 
 
+def _no_nul(value: Any) -> Any:
+    """Refuse NUL characters anywhere in a text value (PostgreSQL text cannot hold them)."""
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(t, str) and "\x00" in t for t in texts):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _printable_text(cls, value: Any) -> Any:
+        return _no_nul(value)
 
 
 class RemedyIn(_In):

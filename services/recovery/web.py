@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +23,8 @@ from shared.service import Runtime, get_runtime
 _RETRYABLE_STATES = frozenset({"40P01", "40001"})
 _RETRYABLE_NAMES = frozenset({"DeadlockDetectedError", "SerializationError"})
 ATTEMPTS = 4
+# Ids in paths and queries: no control characters (PostgreSQL text cannot even hold NUL).
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 Work = Callable[[AsyncConnection], Awaitable[tuple[int, Any]]]
 
@@ -92,3 +95,24 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
             code="validation",
             errors=[FieldError(field="query.cursor", message=str(exc))],
         ) from None
+
+
+def cursor_time(value: Any) -> datetime:
+    """A timestamp taken from a cursor; 422 when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise _bad_cursor(str(exc)) from None
+    if parsed.tzinfo is None:
+        raise _bad_cursor("timestamp without a time zone")
+    return parsed
+
+
+def _bad_cursor(message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "Validation failed",
+        "cursor is not valid",
+        code="validation",
+        errors=[FieldError(field="query.cursor", message=message)],
+    )

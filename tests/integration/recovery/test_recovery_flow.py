@@ -2,6 +2,7 @@
 
 import pytest
 
+from services.recovery.web import encode_cursor
 from shared.events.vocabulary import CustomerTier, Role, Severity
 from tests.integration.recovery.helpers import World, breached, resolved, routed, survey, tier_changed, uid
 
@@ -271,10 +272,26 @@ async def test_bad_requests_get_problem_json(world: World) -> None:
         unknown = http.post("/v1/compensations/nope/approve", json={})
         extra_field = http.post("/v1/compensations/nope/accept", json={"option_id": "a", "tip": 1})
         budgets = http.get("/v1/budgets")
+        forged_cursor = http.get("/v1/compensations", params={"customer_id": "x", "cursor": encode_cursor(["x", "y"])})
+        nul_query = http.get("/v1/compensations", params={"customer_id": "a\x00b"})
+        nul_body = http.post(
+            "/v1/compensations",
+            json={"customer_id": "c1", "note": "sorry\x00", "remedy": {"kind": "points", "points": 1000}},
+        )
     assert policy.status_code == 200 and policy.json()["version"]
-    for response, status in ((no_filter, 422), (bad_cursor, 422), (unknown, 404), (extra_field, 422), (budgets, 403)):
+    for response, status in (
+        (no_filter, 422),
+        (bad_cursor, 422),
+        (unknown, 404),
+        (extra_field, 422),
+        (budgets, 403),
+        (forged_cursor, 422),
+        (nul_query, 422),
+        (nul_body, 422),
+    ):
         assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in nul_body.json()["errors"]] == ["body.note"]
 
 
 async def test_listing_pages_with_a_cursor(world: World) -> None:
