@@ -27,4 +27,3 @@ class Settings(ServiceSettings):
         default=10_000, ge=100, le=100_000, description="Segment customers queued per transaction."
     )
     incident_poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Idle wait of the fan-out worker.")
-    incident_upload_max: int = Field(default=5000, ge=1, le=50_000, description="Customer ids per upload request.")

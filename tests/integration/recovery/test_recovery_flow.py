@@ -1,10 +1,12 @@
 """Recovery end to end through the running service: events in, decisions, offers, approvals, the ledger."""
 
+from datetime import timedelta
+
 import pytest
 
 from services.recovery.web import encode_cursor
 from shared.events.vocabulary import CustomerTier, Role, Severity
-from tests.integration.recovery.helpers import World, breached, resolved, routed, survey, tier_changed, uid
+from tests.integration.recovery.helpers import World, breached, now, resolved, routed, survey, tier_changed, uid
 
 pytestmark = pytest.mark.slow
 
@@ -309,3 +311,15 @@ async def test_listing_pages_with_a_cursor(world: World) -> None:
     points = [c["options"][0]["points"] for c in first["items"] + second["items"]]
     assert points == [1002, 1001, 1000]
     assert view["received_count"] == 3 and view["received_minor"] == 3003 and view["tier"] == "potential"
+
+
+async def test_tier_projection_keeps_the_newest_change(world: World) -> None:
+    customer = uid("cust")
+    newer, older = now(), now() - timedelta(days=2)
+    await world.publisher.publish(tier_changed(customer, HIGH, region="hangzhou", at=newer))
+    late = await world.publisher.publish(tier_changed(customer, MID, at=older))  # delivered late, older
+    await world.until(lambda: world.sql("SELECT 1 FROM inbox WHERE event_id = :e", e=late.id))
+    with world.client() as http:
+        view = http.get(f"/v1/customers/{customer}").json()
+    assert (view["tier"], view["tier_known"], view["region"]) == ("high_value", True, "hangzhou")
+    assert view["cap_minor"] == 100_000
