@@ -75,6 +75,7 @@ async def _run_online(metadata: sa.MetaData, settings: ServiceSettings) -> None:
             context.configure(
                 connection=sync_conn,
                 target_metadata=metadata,
+                include_object=_not_alembic_version,
                 version_table_schema=schema,
                 render_as_batch=not schema,
                 compare_type=True,
@@ -85,6 +86,11 @@ async def _run_online(metadata: sa.MetaData, settings: ServiceSettings) -> None:
         await conn.run_sync(migrate)
         await conn.commit()
     await engine.dispose()
+
+
+def _not_alembic_version(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Autogenerate compares only the service's own tables, never Alembic's version table."""
+    return not (type_ == "table" and name == "alembic_version")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,6 +37,9 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
         env[f"{prefix}_OUTBOX_POLL_SECONDS"] = "0.5"
         env[f"{prefix}_KAFKA_ASSIGNOR_DELAY_MS"] = "500"
         env[f"{prefix}_DB_POOL_SIZE"] = "3"
+        # Tests and the fuzzer send bursts; the rate-limit test sets low limits on a stack of its own.
+        env[f"{prefix}_OPERATOR_RATE_PER_SECOND"] = "10000"
+        env[f"{prefix}_OPERATOR_RATE_BURST"] = "10000"
     env.update(extra)
     return env
 
