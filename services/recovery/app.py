@@ -1,6 +1,7 @@
 """Recovery: compensation by customer tier, approvals, budgets and incident-wide recovery."""
 
 from services.recovery.api import router
+from services.recovery.api_figures import router as figures_router
 from services.recovery.api_incidents import router as incidents_router
 from services.recovery.fanout import FanOut
 from services.recovery.handlers import make_handlers, make_timer_handlers
@@ -35,7 +36,7 @@ spec = ServiceSpec(
     description="Decides and issues compensation for cases and for incidents that hit many customers.",
     settings=settings,
     tables=delivery,
-    routers=[router, incidents_router],
+    routers=[router, incidents_router, figures_router],
     handlers=make_handlers(policy),
     consumes=[Topic.CASES, Topic.LOYALTY],
     timer_handlers=make_timer_handlers(policy),

@@ -253,3 +253,21 @@ class CustomerOut(BaseModel):
     cap_minor: int
     cap_count: int
     headroom_minor: int
+
+
+class TierSpend(BaseModel):
+    """Compensation issued to one customer tier in a window (reversals subtracted)."""
+
+    customer_tier: str | None
+    count: int
+    value_minor: int
+    points: int
+    currency: str
+
+
+class SpendFigures(BaseModel):
+    """Compensation spent per customer tier over a window, for the KPI board."""
+
+    since: datetime
+    until: datetime
+    by_tier: list[TierSpend]

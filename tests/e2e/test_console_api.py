@@ -166,6 +166,30 @@ def test_kpis_carry_routing_and_loyalty_figures_for_the_window(lead: httpx.Clien
     assert kpis["cases"] == figures["cases"]
 
 
+def test_kpis_show_compensation_spent_per_tier_as_recovery_reports_it(lead: httpx.Client, stack: Stack) -> None:
+    case_id = submit_and_route(stack).case_id
+    with stack.client("routing", Role.AGENT) as routing:
+        assert routing.post(f"/v1/cases/{case_id}/resolve", json={"resolution_code": "replaced_item"}).is_success
+    with stack.client("recovery", Role.AGENT) as recovery:
+        for _ in range(150):
+            items = recovery.get("/v1/compensations", params={"case_id": case_id}).json()["items"]
+            if any(c["status"] == "issued" for c in items):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"case {case_id} was never compensated")
+        kpis = lead.get("/v1/kpis", params={"window": "24h"}).json()
+        figures = recovery.get("/v1/figures", params={"since": kpis["since"], "until": kpis["until"]}).json()
+    [chart] = [c for c in kpis["charts"] if c["key"] == "compensation_by_tier"]
+    assert chart["available"], chart
+    shown = {b["label"]: (b["count"], b["value"], b["points"]) for b in chart["bars"]}
+    reported = {
+        r["customer_tier"] or "unknown": (r["count"], r["value_minor"], r["points"]) for r in figures["by_tier"]
+    }
+    assert shown == reported
+    assert sum(count for count, _, _ in shown.values()) >= 1
+
+
 def test_kpis_window_must_be_one_of_the_presets(lead: httpx.Client) -> None:
     assert _problem(lead.get("/v1/kpis", params={"window": "2h"}), 422)["errors"][0]["field"] == "query.window"
 
