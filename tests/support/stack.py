@@ -13,8 +13,9 @@ import httpx
 
 from shared.auth import issue_token
 from shared.devstack import ROOT, ServiceProcess
+from shared.embedded_broker import start_mock_cluster
 from shared.events.vocabulary import Role
-from tests.support.infra import TEST_CHANNEL_KEYS, TEST_OPERATOR_SECRET, free_port
+from tests.support.infra import TEST_CHANNEL_KEYS, TEST_OPERATOR_SECRET, free_port, throwaway_database
 
 SERVICES = ("intake", "routing", "recovery", "loyalty")
 
@@ -44,10 +45,43 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
     return env
 
 
-def migrate_all(env: dict[str, str]) -> None:
-    """Upgrade every service's schema in the test database."""
-    subprocess.run([sys.executable, "-m", "shared.migrate", "all"], cwd=ROOT, env=env, check=True,
+def migrate_all(env: dict[str, str], service: str = "all") -> None:
+    """Upgrade every service's schema (or one service's) in the test database."""
+    subprocess.run([sys.executable, "-m", "shared.migrate", service], cwd=ROOT, env=env, check=True,
                    capture_output=True)
+
+
+@contextmanager
+def private_service_env(
+    service: str, data_dir: Path, bootstrap: str | None = None, **extra: str
+) -> Iterator[dict[str, str]]:
+    """One service's environment on a throwaway database with its schema migrated, and on a broker
+    of its own unless ``bootstrap`` is given."""
+    owner = None
+    if bootstrap is None:
+        owner, bootstrap = start_mock_cluster()
+    try:
+        with throwaway_database() as url:
+            env = stack_env(url, bootstrap, data_dir, **extra)
+            migrate_all(env, service)
+            yield env
+    finally:
+        del owner
+
+
+@contextmanager
+def service_process(
+    service: str, env: dict[str, str], log_dir: Path, label: str | None = None, **extra: str
+) -> Iterator[ServiceProcess]:
+    """One process of ``service`` under uvicorn on a free port, ready, and stopped afterwards."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    proc = ServiceProcess(service, free_port(), {**env, **extra}, log_dir / f"{label or service}.log")
+    proc.start()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
 
 
 @dataclass

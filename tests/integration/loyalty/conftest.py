@@ -4,8 +4,6 @@ Its own broker keeps its consumer group apart from any full stack another test m
 every event these tests publish reaches this loyalty process and no other.
 """
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,11 +12,9 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from services.loyalty.policy import DEFAULT_POLICY_PATH
-from shared.devstack import ROOT
 from shared.embedded_broker import start_mock_cluster
 from tests.integration.loyalty.helpers import Bus, Loyalty
-from tests.support.infra import throwaway_database
-from tests.support.stack import running_stack, stack_env
+from tests.support.stack import private_service_env, running_stack
 
 
 @pytest.fixture(scope="session")
@@ -44,18 +40,14 @@ def loyalty_env(
     loyalty_broker: str, loyalty_policy_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """Environment of the loyalty process, with its schema migrated."""
-    with throwaway_database() as url:
-        env = stack_env(
-            url,
-            loyalty_broker,
-            tmp_path_factory.mktemp("loyalty-data"),
-            LOYALTY_POLICY_PATH=str(loyalty_policy_file),
-            LOYALTY_SWEEP_INTERVAL_SECONDS="0.3",
-            LOYALTY_TIMER_POLL_SECONDS="0.1",
-            LOYALTY_OPERATOR_RATE_BURST="10000",
-        )
-        subprocess.run([sys.executable, "-m", "shared.migrate", "loyalty"], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
+    with private_service_env(
+        "loyalty",
+        tmp_path_factory.mktemp("loyalty-data"),
+        loyalty_broker,
+        LOYALTY_POLICY_PATH=str(loyalty_policy_file),
+        LOYALTY_SWEEP_INTERVAL_SECONDS="0.3",
+        LOYALTY_TIMER_POLL_SECONDS="0.1",
+    ) as env:
         yield env
 
 

@@ -4,10 +4,8 @@ Recovery's tests get their own broker and database so that no other recovery pro
 stack's, another test's) joins the ``redress-recovery`` consumer group and takes their events.
 """
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -15,49 +13,28 @@ import pytest
 import yaml
 
 from services.recovery.policy import DEFAULT_POLICY_PATH
-from shared.devstack import ROOT, ServiceProcess
-from shared.embedded_broker import start_mock_cluster
+from shared.devstack import ServiceProcess
 from tests.integration.recovery.helpers import Publisher, World
 from tests.support.events import EventTap
-from tests.support.infra import free_port, throwaway_database
-from tests.support.stack import stack_env
+from tests.support.stack import private_service_env, service_process
 
 
-@contextmanager
-def private_env(data_dir: Path) -> Iterator[dict[str, str]]:
+def private_env(data_dir: Path) -> AbstractContextManager[dict[str, str]]:
     """Environment on a fresh broker and a freshly migrated database (recovery's schema only)."""
-    owner, address = start_mock_cluster()
-    with throwaway_database() as url:
-        env = stack_env(
-            url,
-            address,
-            data_dir,
-            RECOVERY_OPERATOR_RATE_PER_SECOND="10000",
-            RECOVERY_OPERATOR_RATE_BURST="10000",
-            RECOVERY_TIMER_POLL_SECONDS="0.1",
-            RECOVERY_INCIDENT_POLL_SECONDS="0.2",
-            RECOVERY_DB_POOL_SIZE="4",
-        )
-        subprocess.run(
-            [sys.executable, "-m", "shared.migrate", "recovery"], cwd=ROOT, env=env, check=True, capture_output=True
-        )
-        yield env
-    del owner
+    return private_service_env(
+        "recovery",
+        data_dir,
+        RECOVERY_TIMER_POLL_SECONDS="0.1",
+        RECOVERY_INCIDENT_POLL_SECONDS="0.2",
+        RECOVERY_DB_POOL_SIZE="4",
+    )
 
 
-@contextmanager
 def recovery_process(
     env: dict[str, str], log_dir: Path, name: str = "recovery", **extra: str
-) -> Iterator[ServiceProcess]:
+) -> AbstractContextManager[ServiceProcess]:
     """One recovery process under uvicorn on a free port, stopped afterwards."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    proc = ServiceProcess("recovery", free_port(), {**env, **extra}, log_dir / f"{name}.log")
-    proc.start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.stop()
+    return service_process("recovery", env, log_dir, name, **extra)
 
 
 def policy_file(tmp: Path, name: str, **changes: Any) -> Path:

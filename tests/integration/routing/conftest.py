@@ -5,11 +5,9 @@ stack's, another test's) joins the ``redress-routing`` consumer group and routes
 """
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,43 +18,27 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from services.routing.policy import DEFAULT_POLICY_PATH
-from shared.devstack import ROOT, ServiceProcess
-from shared.embedded_broker import start_mock_cluster
+from shared.devstack import ServiceProcess
 from shared.envelope import Envelope, new_event, to_kafka
 from shared.events import EventData
 from shared.events.complaints import Classification, ComplaintReceived, Exposure
 from shared.events.vocabulary import Channel, Role
 from tests.support.events import EventTap
-from tests.support.infra import free_port, throwaway_database
-from tests.support.stack import operator_token, stack_env
+from tests.support.stack import operator_token, private_service_env, service_process
 
 
 @pytest.fixture(scope="module")
 def routing_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment for routing processes on a private broker and a migrated private database."""
-    owner, address = start_mock_cluster()
-    with throwaway_database() as url:
-        env = stack_env(url, address, tmp_path_factory.mktemp("routing-data"))
-        subprocess.run(
-            [sys.executable, "-m", "shared.migrate", "routing"], cwd=ROOT, env=env, check=True, capture_output=True
-        )
+    with private_service_env("routing", tmp_path_factory.mktemp("routing-data")) as env:
         yield env
-    del owner
 
 
-@contextmanager
 def routing_process(
     env: dict[str, str], log_dir: Path, name: str = "routing", **extra: str
-) -> Iterator[ServiceProcess]:
+) -> AbstractContextManager[ServiceProcess]:
     """One routing process under uvicorn on a free port, stopped afterwards."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    proc = ServiceProcess("routing", free_port(), {**env, **extra}, log_dir / f"{name}.log")
-    proc.start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.stop()
+    return service_process("routing", env, log_dir, name, **extra)
 
 
 @pytest.fixture(scope="module")
