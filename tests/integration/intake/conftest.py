@@ -1,4 +1,8 @@
-"""Intake under uvicorn on the session's PostgreSQL database and embedded broker."""
+"""Intake under uvicorn on a PostgreSQL database and an embedded broker of its own.
+
+Both are private to this suite: in a full run the session's stack (routing among it) consumes the
+session broker, and would route complaints under tests that watch intake alone.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.embedded_broker import start_mock_cluster
 from shared.events.vocabulary import Channel, Role
 from tests.integration.intake.helpers import Channels
-from tests.support.stack import Stack, operator_token, running_stack
+from tests.support.stack import Stack, operator_token, private_service_env, running_stack
 
 # Every channel has its own key; web has two at once (a rotation in progress).
 KEYS: dict[str, list[dict[str, str]]] = {
@@ -53,6 +58,21 @@ def _start(env: dict[str, str], logs: Path, **extra: str) -> Iterator[Intake]:
             yield Intake(stack, channels, logs / "intake.log")
         finally:
             channels.close()
+
+
+@pytest.fixture(scope="session")
+def broker_address() -> Iterator[str]:
+    """A broker only intake's tests use (overrides the session broker for this folder)."""
+    owner, address = start_mock_cluster()
+    yield address
+    del owner
+
+
+@pytest.fixture(scope="session")
+def migrated_env(broker_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Intake's environment on a throwaway database with its schema migrated."""
+    with private_service_env("intake", tmp_path_factory.mktemp("intake-data"), broker_address) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
