@@ -31,6 +31,8 @@ class Plan:
     volume_sizes: tuple[int, ...]
     incident_customers: int
     memory_limit_mib: float = 150.0
+    fill_budget_s: float = 240.0  # volume: stop filling (and say so) rather than blow the run's time budget
+    wait_cap_s: float = 180.0  # incident: stop waiting for grants after this long past the upload
 
     @classmethod
     def from_env(cls) -> "Plan":
@@ -40,13 +42,13 @@ class Plan:
                 name="quick", runs=3, duration=2.5, warmup=0.7, concurrency=32, workers=(1, 2),
                 pipeline_rate=200, pipeline_duration=6, sustained_duration=3, resolve_share=4,
                 timers_pending=100_000, timers_due=3_000, timers_window=5, timers_burst=5_000,
-                volume_sizes=(1_000, 3_000), incident_customers=5_000,
+                volume_sizes=(1_000, 3_000), incident_customers=5_000, fill_budget_s=60, wait_cap_s=60,
             )
         return cls(
-            name="full", runs=3, duration=8, warmup=2, concurrency=32, workers=(1, 2, 4),
-            pipeline_rate=200, pipeline_duration=20, sustained_duration=10, resolve_share=4,
-            timers_pending=100_000, timers_due=20_000, timers_window=20, timers_burst=50_000,
-            volume_sizes=(1_000, 10_000, 100_000), incident_customers=1_000_000,
+            name="full", runs=3, duration=6, warmup=1.5, concurrency=32, workers=(1, 2, 4),
+            pipeline_rate=200, pipeline_duration=15, sustained_duration=8, resolve_share=4,
+            timers_pending=100_000, timers_due=20_000, timers_window=20, timers_burst=20_000,
+            volume_sizes=(1_000, 10_000, 100_000), incident_customers=100_000,
         )
 
 

@@ -40,11 +40,30 @@ def summarize_collapsed(lines: list[str], top: int = 25) -> str:
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    out = [f"{total} samples", "", "own time:"]
+    packages: Counter[str] = Counter()
+    for frame, count in own.items():
+        packages[_package(frame)] += count
+    out = [f"{total} samples", "", "own time by package:"]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in packages.most_common(15)]
+    out += ["", "own time:"]
     out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     out += ["", "inclusive time:"]
     out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top * 2)]
     return "\n".join(out)
+
+
+def _package(frame: str) -> str:
+    """Which library or Redress module a py-spy frame (``name (path:line)``) belongs to."""
+    _, _, where = frame.partition(" (")
+    path = where.split(":", 1)[0]
+    if "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    parts = path.split("/")
+    if not path or path.startswith("<"):
+        return "(native / event loop)"
+    if parts[0] in ("services", "shared", "bench"):
+        return "/".join(parts[:2]).removesuffix(".py")
+    return parts[0].removesuffix(".py")
 
 
 def _profile_pid(pid: int, seconds: float, out: Path) -> str:

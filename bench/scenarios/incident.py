@@ -78,7 +78,7 @@ async def _run(bench: Bench, recovery_url: str) -> dict[str, Any]:
             if total > PART:
                 (await client.post(f"/v1/incidents/{incident_id}/complete")).raise_for_status()
             upload_s = time.monotonic() - started
-            stop_reason = await _wait_grants(observer, total, stall_s=60, cap_s=900)
+            stop_reason = await _wait_grants(observer, total, stall_s=60, cap_s=bench.plan.wait_cap_s)
             elapsed = time.monotonic() - started
             progress = (await client.get(f"/v1/incidents/{incident_id}")).json()
     finally:

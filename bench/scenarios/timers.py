@@ -110,7 +110,7 @@ async def _burst(bench: Bench, db: Database, worker_class: type[TimerWorker]) ->
     await _fill(db, plan.timers_pending, plan.timers_burst, due_at, 0.0)
     await asyncio.sleep(max(0.0, due_at - time.time()))
     started = time.monotonic()
-    lateness = await _run_worker(db, worker_class, plan.timers_burst, timeout=120)
+    lateness = await _run_worker(db, worker_class, plan.timers_burst, timeout=60)
     elapsed = time.monotonic() - started
     return len(lateness) / elapsed if elapsed else 0.0, max(lateness, default=float("nan"))
 

@@ -25,8 +25,6 @@ from bench.workload import CycleFactory, raw_request
 from shared.auth import issue_token
 from shared.events.vocabulary import Role
 
-FILL_BUDGET_S = 420.0  # stop filling (and say so) rather than blow the run's time budget
-
 
 async def _counts(dsn: str) -> tuple[int, int]:
     conn = await asyncpg.connect(dsn)
@@ -83,7 +81,7 @@ def measure_volume(bench: Bench) -> None:
     for size in plan.volume_sizes:
         stored, _ = asyncio.run(_counts(bench.dsn))
         if stored < size:
-            budget = FILL_BUDGET_S - (time.monotonic() - started)
+            budget = plan.fill_budget_s - (time.monotonic() - started)
             spec = LoadSpec("127.0.0.1", intake.port, replace(factory, run_id=f"fill{size}"), concurrency=32,
                             duration=max(1.0, budget), warmup=0, max_requests=size - stored)
             bench.loadgen.run(spec)
@@ -168,16 +166,32 @@ async def _set_auto_explain(dsn: str, database: str, on: bool) -> None:
         await conn.close()
 
 
-_ENTRY = re.compile(r"duration: [\d.]+ ms\s+plan:\s*\n\s*Query Text: (?P<query>.*?)\n(?P<plan>(?:\s{2,}.*\n?)+)")
+_PLAN_NODE = re.compile(r"^\s*(->\s+)?[A-Z][\w ]*?\s+\(cost=")
+
+
+def parse_auto_explain(log_text: str) -> list[tuple[str, str]]:
+    """(query, plan) pairs from auto_explain entries of a PostgreSQL log (continuation lines start with a tab)."""
+    entries: list[tuple[str, str]] = []
+    lines = log_text.splitlines()
+    for index, line in enumerate(lines):
+        if not line.rstrip().endswith("plan:"):
+            continue
+        block = []
+        for follow in lines[index + 1 :]:
+            if not follow.startswith("\t"):
+                break
+            block.append(follow[1:])
+        split = next((i for i, text in enumerate(block) if _PLAN_NODE.match(text)), len(block))
+        query = " ".join(" ".join(block[:split]).removeprefix("Query Text:").split())
+        entries.append((query, "\n".join(block[split:])))
+    return entries
 
 
 def _interesting_plans(log_text: str) -> dict[str, str]:
     """Plans of SELECTs on cases, complaints and their history, one per distinct query text."""
     plans: dict[str, str] = {}
-    for match in _ENTRY.finditer(log_text):
-        query = " ".join(match.group("query").split())
+    for query, plan in parse_auto_explain(log_text):
         if not query.upper().startswith("SELECT") or not re.search(r"\b(cases|complaints|timeline|history)", query):
             continue
-        plans.setdefault(query[:600], match.group("plan").rstrip())
+        plans.setdefault(query[:600], plan)
     return plans
-

@@ -90,3 +90,26 @@ def test_profile_summary_counts_own_and_inclusive_samples() -> None:
     assert summary.startswith("100 samples")
     assert "60.0%  idle" in summary
     assert "40.0%  handle" in summary
+
+
+def test_latency_is_measured_at_the_target_rate_only_when_it_is_sustainable() -> None:
+    from bench.scenarios.pipeline import latency_rate
+
+    assert latency_rate(200, 900) == 200
+    assert latency_rate(200, 150) == 75
+    assert latency_rate(200, 4) == 5
+
+
+def test_auto_explain_entries_are_split_into_query_and_plan() -> None:
+    from bench.scenarios.volume import parse_auto_explain
+
+    log = (
+        "2026-11-23 16:46:13.154 UTC [1] LOG:  duration: 0.041 ms  plan:\n"
+        "\tQuery Text: SELECT cases.id \n\tFROM cases \n\tWHERE cases.queue = $1 ORDER BY cases.due \n\t LIMIT $2\n"
+        "\tLimit  (cost=0.29..8.31 rows=1 width=37)\n"
+        "\t  ->  Index Scan using ix_cases_queue on cases  (cost=0.29..8.31 rows=1 width=37)\n"
+        "2026-11-23 16:46:14.000 UTC [1] LOG:  checkpoint starting\n"
+    )
+    [(query, plan)] = parse_auto_explain(log)
+    assert query == "SELECT cases.id FROM cases WHERE cases.queue = $1 ORDER BY cases.due LIMIT $2"
+    assert plan.splitlines()[1].strip().startswith("->  Index Scan using ix_cases_queue")
