@@ -102,7 +102,9 @@ class _Connection(asyncio.Protocol):
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
         """Send one request and wait for its answer."""
-        assert self.transport is not None
+        if self.transport is None or self.transport.is_closing():
+            # uvicorn closes keep-alive connections idle for 5 s; the caller reconnects.
+            raise ConnectionError("connection closed by the server")
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(raw)
         return await self.waiter
@@ -139,10 +141,13 @@ class _Runner:
         """Send one request, record it when inside the window; returns a usable connection."""
         try:
             status, body = await conn.request(raw)
-        except (ConnectionError, OSError) as exc:
-            self._count_error(type(exc).__name__, started)
+        except (ConnectionError, OSError, RuntimeError) as exc:
             if conn.transport:
                 conn.transport.close()
+            if "closed by the server" in str(exc):
+                # An idle keep-alive connection the server let go: not the request's fault, send it again.
+                return await self._one(await self.connect(), raw, started, wall)
+            self._count_error(type(exc).__name__, started)
             return await self.connect()
         finished = time.perf_counter()
         if self.window_start <= started < self.window_end:
