@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared.db import utcnow
-from shared.metrics import TIMER_LATENESS, TIMERS_DUE, TIMERS_FIRED
+from shared.metrics import TIMER_LATENESS, TIMERS_FIRED
 from shared.timers import TimerContext, TimerWorker
 from shared.transient import is_transient
 
@@ -36,23 +36,8 @@ class BatchedTimerWorker(TimerWorker):
 
     async def _fire_batch(self) -> int:
         timers = self.db.tables.timers
-        now = utcnow()
         async with self.db.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(timers)
-                    .where(
-                        timers.c.kind.in_(list(self.handlers)),
-                        timers.c.fired_at.is_(None),
-                        timers.c.cancelled_at.is_(None),
-                        timers.c.due_at <= now,
-                    )
-                    .order_by(timers.c.due_at, timers.c.id)
-                    .limit(self.settings.timer_batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            TIMERS_DUE.set(len(rows))
+            rows = await self.claim_due(conn)
             if not rows:
                 return 0
             for row in rows:

@@ -119,27 +119,31 @@ class TimerWorker:
 
     async def fire_due(self) -> int:
         """Claim and fire one batch of due timers; returns how many were claimed."""
-        timers = self.db.tables.timers
-        now = utcnow()
         async with self.db.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(timers)
-                    .where(
-                        timers.c.kind.in_(list(self.handlers)),
-                        timers.c.fired_at.is_(None),
-                        timers.c.cancelled_at.is_(None),
-                        timers.c.due_at <= now,
-                    )
-                    .order_by(timers.c.due_at, timers.c.id)
-                    .limit(self.settings.timer_batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            TIMERS_DUE.set(len(rows))
+            rows = await self.claim_due(conn)
             for row in rows:
                 await self._fire(conn, row)
         return len(rows)
+
+    async def claim_due(self, conn: AsyncConnection) -> list[sa.Row[Any]]:
+        """Lock one batch of due timers of this worker's kinds, skipping those other replicas hold."""
+        timers = self.db.tables.timers
+        rows = (
+            await conn.execute(
+                sa.select(timers)
+                .where(
+                    timers.c.kind.in_(list(self.handlers)),
+                    timers.c.fired_at.is_(None),
+                    timers.c.cancelled_at.is_(None),
+                    timers.c.due_at <= utcnow(),
+                )
+                .order_by(timers.c.due_at, timers.c.id)
+                .limit(self.settings.timer_batch)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        TIMERS_DUE.set(len(rows))
+        return list(rows)
 
     async def _fire(self, conn: AsyncConnection, row: sa.Row[Any]) -> None:
         timers = self.db.tables.timers
