@@ -222,16 +222,21 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def postgres_cpu_seconds(database: str) -> float:
-    """CPU time so far of the PostgreSQL backends serving one database (they are separate processes)."""
-    total = 0.0
-    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+def postgres_cpu(database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving one database (they are separate processes)."""
+    seconds: dict[int, float] = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if cmdline.startswith("postgres:") and f" {database} " in f"{cmdline} ":
             times = proc.info["cpu_times"]
             if times:
-                total += times.user + times.system
-    return total
+                seconds[proc.info["pid"]] = times.user + times.system
+    return seconds
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two snapshots by backends alive at the second (a new one counts whole)."""
+    return sum(max(0.0, used - before.get(pid, 0.0)) for pid, used in after.items())
 
 
 def machine() -> dict[str, Any]:

@@ -9,7 +9,7 @@ import httpx
 
 from bench.ceiling import TABLE_DDL
 from bench.context import Bench
-from bench.infra import Server, postgres_cpu_seconds
+from bench.infra import Server, cpu_spent, postgres_cpu
 from bench.loadgen import LoadResult, LoadSpec, describe
 from bench.stats import Spread, latency_summary, limit_row, ratio_row
 from bench.workload import ComplaintFactory, complaint_body
@@ -27,9 +27,9 @@ def repeat(bench: Bench, server: Server, factory: ComplaintFactory, label: str) 
     for run in range(bench.plan.runs):
         spec = LoadSpec("127.0.0.1", server.port, replace(factory, run_id=f"{label[:6]}{run}{factory.run_id}"),
                         concurrency=bench.plan.concurrency, duration=bench.plan.duration, warmup=bench.plan.warmup)
-        cpu_before, pg_before = server.cpu_seconds(), postgres_cpu_seconds(database)
+        cpu_before, pg_before = server.cpu_seconds(), postgres_cpu(database)
         result = bench.loadgen.run(spec)
-        cpu, pg = server.cpu_seconds() - cpu_before, postgres_cpu_seconds(database) - pg_before
+        cpu, pg = server.cpu_seconds() - cpu_before, cpu_spent(pg_before, postgres_cpu(database))
         if result.ok == 0:
             raise RuntimeError(f"{label}: no request succeeded: {result.statuses} {result.errors} {result.samples}")
         results.append(result)

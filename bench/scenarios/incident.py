@@ -40,9 +40,13 @@ def measure_incident(bench: Bench) -> None:
         outcome = asyncio.run(_run(bench, servers["recovery"].url))
     total = bench.plan.incident_customers
     bench.raw["incident"] = {**outcome, "memory_peak_mib": memory.peak}
-    note = f"{outcome['granted']:,} of {total:,} granted"
-    bench.add(limit_row("4 incident", f"{total:,} customers: declare -> last points granted",
-                        Spread.of([outcome["elapsed_s"]]), "s", limit=300, note=note))
+    complete = outcome["granted"] >= total
+    note = f"{outcome['granted']:,} of {total:,} granted" + ("" if complete else f"; {outcome['stop_reason']}")
+    row = limit_row("4 incident", f"{total:,} customers: declare -> last points granted",
+                    Spread.of([outcome["elapsed_s"]]), "s", limit=300, note=note)
+    if not complete:
+        row.met = False  # the clock stopped before every grant arrived: the aim is not shown as met
+    bench.add(row)
     bench.add(limit_row("4 incident", "upload of the customer list", Spread.of([outcome["upload_s"]]), "s"))
     bench.add(limit_row("4 incident", "compensations issued per second", Spread.of([outcome["issued_rate"]]), "/s"))
     bench.add(limit_row("4 incident", "points grants per second", Spread.of([outcome["granted_rate"]]), "/s"))

@@ -128,13 +128,13 @@ def _capture_plans(bench: Bench, intake: Server, routing: Server, token: str) ->
         bench.note("volume: query plans not captured (needs the private PostgreSQL cluster)")
         return
     database = bench.dsn.rsplit("/", 1)[1]
+    samples = asyncio.run(_samples(bench.dsn))  # before auto_explain: only the services' plans are wanted
     asyncio.run(_set_auto_explain(bench.dsn, database, on=True))
     offset = log_path.stat().st_size
     try:
         for server in (intake, routing):
             server.stop()
             server.start()
-        samples = asyncio.run(_samples(bench.dsn))
         headers = {"Authorization": f"Bearer {token}"}
         for name, (service, requests) in _reads(samples, token).items():
             path = requests[0].split(b" ", 2)[1].decode()

@@ -113,3 +113,11 @@ def test_auto_explain_entries_are_split_into_query_and_plan() -> None:
     [(query, plan)] = parse_auto_explain(log)
     assert query == "SELECT cases.id FROM cases WHERE cases.queue = $1 ORDER BY cases.due LIMIT $2"
     assert plan.splitlines()[1].strip().startswith("->  Index Scan using ix_cases_queue")
+
+
+def test_postgres_cpu_counts_only_what_live_backends_spent() -> None:
+    from bench.infra import cpu_spent
+
+    before = {1: 2.0, 2: 5.0}
+    after = {1: 2.5, 3: 0.25}  # backend 2 exited (its time is not taken back), 3 is new
+    assert cpu_spent(before, after) == pytest.approx(0.75)
