@@ -28,6 +28,7 @@ from shared.outbox import Emitter, OutboxRelay
 from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import ServiceSettings
+from shared.timer_batch import BatchedTimerWorker
 from shared.timers import TimerHandler, TimerWorker
 from shared.tracing import configure_tracing, shutdown_tracing
 
@@ -86,7 +87,8 @@ def build_runtime(spec: ServiceSpec) -> Runtime:
             handlers=spec.handlers, topics=spec.consumes,
         )
     if spec.timer_handlers:
-        runtime.timers = TimerWorker(db, emitter, spec.timer_handlers, settings)
+        # Batched: one transaction per claimed batch; falls back to timer-by-timer after a failure.
+        runtime.timers = BatchedTimerWorker(db, emitter, spec.timer_handlers, settings)
     return runtime
 
 
