@@ -182,9 +182,15 @@ async def _shutdown(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
     log.info("%s stopped", runtime.name)
 
 
-def get_runtime(request: Request) -> Runtime:
-    """FastAPI dependency: the service's runtime."""
+def runtime_of(request: Request) -> Runtime:
+    """The service's runtime, for code that holds the request."""
     return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the service's runtime (async, so FastAPI calls it on the event loop
+    instead of handing it to the thread pool: measured at twice the CPU per request otherwise)."""
+    return runtime_of(request)
 
 
 def health_router() -> APIRouter:
@@ -197,7 +203,7 @@ def health_router() -> APIRouter:
 
     @router.get("/readyz", summary="Readiness: database and broker reachable", responses={503: {}})
     async def readyz(request: Request) -> Response:
-        runtime = get_runtime(request)
+        runtime = runtime_of(request)
         checks: dict[str, str] = {}
         if runtime.shutting_down:
             checks["shutdown"] = "in progress"

@@ -72,7 +72,7 @@ def health_router() -> APIRouter:
 
     @ops.get("/readyz", summary="Readiness: broker reachable and live stream reading", responses={503: {}})
     async def readyz(request: Request) -> Response:
-        console = get_console(request)
+        console = await get_console(request)
         checks = {"stream": console.hub.status}
         try:
             await console.bus.check()

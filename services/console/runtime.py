@@ -39,6 +39,6 @@ def build_console(settings: Settings) -> Console:
     )
 
 
-def get_console(request: Request) -> Console:
+async def get_console(request: Request) -> Console:
     """FastAPI dependency: the console's runtime."""
     return request.app.state.runtime  # type: ignore[no-any-return]

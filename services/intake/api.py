@@ -53,7 +53,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def service(runtime: Runtime = Depends(get_runtime)) -> IntakeService:
+async def service(runtime: Runtime = Depends(get_runtime)) -> IntakeService:
     """FastAPI dependency: the process's intake service."""
     return runtime.state["intake"]  # type: ignore[return-value]
 

@@ -53,7 +53,7 @@ router = APIRouter(prefix="/v1", tags=["loyalty"])
 IDEMPOTENCY_DOC = "Repeat a POST with the same key to get the first answer without a second effect."
 
 
-def get_policy(request: Request) -> LoyaltyPolicy:
+async def get_policy(request: Request) -> LoyaltyPolicy:
     """FastAPI dependency: the policy the service loaded at start."""
     return request.app.state.runtime.state["policy"]  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.recovery.policy import RecoveryPolicy
 from shared.idempotency import remember_answer, request_hash, stored_answer
 from shared.problems import FieldError, ProblemError
-from shared.service import Runtime, get_runtime
+from shared.service import Runtime, runtime_of
 
 # Deadlock and serialization failures: the database chose this transaction as the victim; run it again.
 _RETRYABLE_STATES = frozenset({"40P01", "40001"})
@@ -29,9 +29,9 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 Work = Callable[[AsyncConnection], Awaitable[tuple[int, Any]]]
 
 
-def get_policy(request: Request) -> RecoveryPolicy:
+async def get_policy(request: Request) -> RecoveryPolicy:
     """FastAPI dependency: the policy loaded at start."""
-    return get_runtime(request).state["policy"]  # type: ignore[return-value]
+    return runtime_of(request).state["policy"]  # type: ignore[return-value]
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -58,7 +58,7 @@ ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
 READ_ERRORS = problem_responses(401, 404, 422, 429)
 
 
-def get_policy(runtime: RuntimeDep) -> RoutingPolicy:
+async def get_policy(runtime: RuntimeDep) -> RoutingPolicy:
     """The routing policy loaded at start."""
     return runtime.state["policy"]  # type: ignore[return-value]
 
