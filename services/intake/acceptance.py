@@ -26,6 +26,7 @@ from services.intake.schemas import ComplaintAccepted
 from services.intake.security import VerifiedRequest, replayed
 from shared.db import utcnow
 from shared.events.complaints import Classification, ComplaintFollowedUp, ComplaintReceived
+from shared.group_commit import group_commit
 from shared.idempotency import remember_answer, stored_answer
 from shared.logs import correlation_id_var
 from shared.service import Runtime
@@ -87,14 +88,24 @@ class IntakeService:
 
     async def accept(self, submission: Submission) -> Answer:
         """Accept one message; concurrent requests racing on the same rows are run again."""
+        group = group_commit(self.runtime)
+
+        async def work(conn: AsyncConnection) -> Answer:
+            return await self._accept(conn, submission, utcnow())
+
         for attempt in range(ATTEMPTS):
             try:
-                async with self.runtime.db.transaction() as conn:
-                    return await self._accept(conn, submission, utcnow())
+                # Concurrent requests share one transaction; a work whose group failed is run again alone,
+                # so the errors seen here are this message's own.
+                answer = await group.run(work)
             except (IntegrityError, directory.ConcurrentChange) as exc:
                 if attempt == ATTEMPTS - 1:
                     raise
                 log.info("concurrent change while accepting a message, running it again: %s", type(exc).__name__)
+                continue
+            # The work ran in a copy of this context: the request's own logs name the complaint too.
+            correlation_id_var.set(answer.body.get("complaint_id"))
+            return answer
         raise AssertionError("unreachable")
 
     async def _accept(self, conn: AsyncConnection, sub: Submission, now: datetime) -> Answer:
@@ -128,12 +139,17 @@ class IntakeService:
     async def _new_message(self, conn: AsyncConnection, sub: Submission, now: datetime) -> dict[str, Any]:
         complaint = sub.complaint
         resolution = await directory.resolve_customer(conn, complaint.contact, now)
-        ids = await directory.customer_ids(conn, resolution.customer_id)
-        prior = await store.recent_message_count(conn, ids, now - self.policy.repeat_contacts.window)
         rule = self.policy.follow_up
-        candidates = await store.open_complaints(conn, ids, now - rule.window, rule.max_candidates)
         message = NewMessage(complaint.text, complaint.order_ref, now, _replies_to(complaint))
-        match = find_follow_up(candidates, message, rule)
+        prior, match = 0, None
+        # A customer created just now (and nobody merged into it) has no messages and no complaints yet.
+        if not (resolution.created and not resolution.merged):
+            past = await store.history(
+                conn, resolution.customer_id, now - self.policy.repeat_contacts.window, now - rule.window,
+                rule.max_candidates, email_refs=bool(rule.email_thread and message.replies_to),
+            )
+            prior = past.prior_messages
+            match = find_follow_up(past.open_complaints, message, rule)
         classification = self.classifier.classify(
             complaint.classification_text(), prior_contacts=prior, exposure=complaint.exposure
         )
@@ -175,7 +191,7 @@ class IntakeService:
         })
         await self._store_message(conn, message_id, complaint_id, "complaint", resolution.customer_id, sub, now, answer)
         envelope = await self.runtime.emitter.emit(conn, event, subject=complaint_id, correlation_id=complaint_id)
-        await store.add_timeline(conn, complaint_id, now, event.event_type, envelope.id, "received", {
+        await store.add_new_timeline(conn, complaint_id, now, event.event_type, envelope.id, "received", {
             "channel": complaint.channel.value, "category": classification.category.value,
             "urgency_cues": [c.value for c in classification.urgency_cues],
         })
@@ -216,7 +232,7 @@ class IntakeService:
         envelope = await self.runtime.emitter.emit(
             conn, event, subject=match.complaint_id, correlation_id=match.complaint_id
         )
-        await store.add_timeline(conn, match.complaint_id, now, event.event_type, envelope.id, None, {
+        await store.add_new_timeline(conn, match.complaint_id, now, event.event_type, envelope.id, None, {
             "channel": complaint.channel.value, "follow_up_count": row["follow_up_count"], "reason": match.reason,
         })
         log.info(

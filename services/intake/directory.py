@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.intake.channels.base import ContactHints
 from services.intake.models import contacts, customers
-from shared.db import insert_ignore
+from shared.db import UtcDateTime, defer_insert
 
 PROVISIONAL_PREFIX = "prov-"
 ContactKey = tuple[str, str]
@@ -52,36 +52,65 @@ def contact_keys(hints: ContactHints) -> list[ContactKey]:
     return [(kind, value) for kind, value in pairs if value]
 
 
-async def _owners(conn: AsyncConnection, keys: list[ContactKey]) -> dict[ContactKey, str]:
-    if not keys:
-        return {}
-    condition = sa.or_(*(sa.and_(contacts.c.kind == kind, contacts.c.value == value) for kind, value in keys))
-    rows = await conn.execute(sa.select(contacts.c.kind, contacts.c.value, contacts.c.customer_id).where(condition))
-    return {(row.kind, row.value): row.customer_id for row in rows}
-
-
-async def _customers(conn: AsyncConnection, ids: set[str]) -> dict[str, _Customer]:
-    if not ids:
-        return {}
-    rows = await conn.execute(
-        sa.select(customers.c.id, customers.c.provisional, customers.c.merged_into).where(customers.c.id.in_(ids))
+# The directory rows one message needs, in one round trip: the owner of each of its contacts (up to one per
+# kind) and the customer it names, each with its customer row and the customer it was merged into (merges are
+# kept flat, so one hop is enough). Built once: a statement of stable shape is compiled once and then reused.
+_MAX_KEYS = 3
+_owner_row = customers.alias("owner_row")
+_survivor_row = customers.alias("survivor_row")
+_DIRECTORY_ROWS = sa.union_all(
+    sa.select(
+        contacts.c.kind, contacts.c.value, contacts.c.customer_id, _owner_row.c.provisional,
+        _owner_row.c.merged_into, _survivor_row.c.provisional.label("survivor_provisional"),
+        _survivor_row.c.merged_into.label("survivor_merged_into"),
     )
-    return {row.id: _Customer(row.provisional, row.merged_into) for row in rows}
+    .select_from(
+        contacts.outerjoin(_owner_row, _owner_row.c.id == contacts.c.customer_id)
+        .outerjoin(_survivor_row, _survivor_row.c.id == _owner_row.c.merged_into)
+    )
+    .where(sa.or_(*(
+        sa.and_(contacts.c.kind == sa.bindparam(f"kind{i}", type_=sa.String), contacts.c.value
+                == sa.bindparam(f"value{i}", type_=sa.String))
+        for i in range(_MAX_KEYS)
+    ))),
+    sa.select(
+        sa.null().label("kind"), sa.null().label("value"), _owner_row.c.id, _owner_row.c.provisional,
+        _owner_row.c.merged_into, _survivor_row.c.provisional, _survivor_row.c.merged_into,
+    )
+    .select_from(_owner_row.outerjoin(_survivor_row, _survivor_row.c.id == _owner_row.c.merged_into))
+    .where(_owner_row.c.id == sa.bindparam("customer_id", type_=sa.String)),
+)
+
+
+async def _lookup(
+    conn: AsyncConnection, keys: list[ContactKey], customer_id: str | None
+) -> tuple[dict[ContactKey, str], dict[str, _Customer]]:
+    """The owners of ``keys`` and the customer rows of them and of ``customer_id`` (with their survivors)."""
+    if not keys and not customer_id:
+        return {}, {}
+    params: dict[str, str | None] = {"customer_id": customer_id}
+    for i in range(_MAX_KEYS):
+        kind, value = keys[i] if i < len(keys) else (None, None)
+        params[f"kind{i}"], params[f"value{i}"] = kind, value
+    owners: dict[ContactKey, str] = {}
+    known: dict[str, _Customer] = {}
+    for row in await conn.execute(_DIRECTORY_ROWS, params):
+        if row.kind is not None:
+            owners[(row.kind, row.value)] = row.customer_id
+        if row.provisional is not None:
+            known[row.customer_id] = _Customer(row.provisional, row.merged_into)
+        if row.merged_into and row.survivor_provisional is not None:
+            known[row.merged_into] = _Customer(row.survivor_provisional, row.survivor_merged_into)
+    return owners, known
 
 
 class _Directory:
     """One resolution's view of the rows it read, so decisions follow merges already made."""
 
-    def __init__(self, conn: AsyncConnection, now: datetime) -> None:
+    def __init__(self, conn: AsyncConnection, now: datetime, known: dict[str, _Customer]) -> None:
         self.conn = conn
         self.now = now
-        self.known: dict[str, _Customer] = {}
-
-    async def load(self, ids: set[str]) -> None:
-        self.known.update(await _customers(self.conn, ids - set(self.known)))
-        # Merges are kept flat (merged_into always names a surviving customer), one hop is enough.
-        survivors = {c.merged_into for c in self.known.values() if c.merged_into}
-        self.known.update(await _customers(self.conn, survivors - set(self.known)))
+        self.known = known
 
     def canonical(self, customer_id: str) -> str:
         found = self.known.get(customer_id)
@@ -91,41 +120,49 @@ class _Directory:
         found = self.known.get(customer_id)
         return found.provisional if found else customer_id.startswith(PROVISIONAL_PREFIX)
 
-    async def create(self, customer_id: str, provisional: bool) -> bool:
-        inserted = await insert_ignore(
-            self.conn,
-            customers,
+    async def create(self, customer_id: str, provisional: bool) -> None:
+        """Add a customer nobody had (written at commit: another request adding it too fails the commit)."""
+        await defer_insert(self.conn, customers, [
             {"id": customer_id, "provisional": provisional, "merged_into": None, "created_at": self.now,
              "updated_at": self.now},
-        )
-        if inserted:
-            self.known[customer_id] = _Customer(provisional, None)
-        else:
-            await self.load({customer_id})
-        return inserted
+        ])
+        self.known[customer_id] = _Customer(provisional, None)
 
     async def merge(self, source: str, target: str) -> None:
         """Fold a provisional customer into ``target``: its contacts move, it and its merged ones point there."""
-        await self.conn.execute(sa.update(contacts).where(contacts.c.customer_id == source).values(customer_id=target))
-        await self.conn.execute(
-            sa.update(customers)
-            .where(sa.or_(customers.c.id == source, customers.c.merged_into == source))
-            .values(merged_into=target, updated_at=self.now)
-        )
+        await self.conn.execute(_MOVE_CONTACTS, {"source": source, "target": target})
+        await self.conn.execute(_MERGE_CUSTOMERS, {"source": source, "target": target, "now": self.now})
         self.known[source] = _Customer(True, target)
 
 
+_MOVE_CONTACTS = (
+    sa.update(contacts)
+    .where(contacts.c.customer_id == sa.bindparam("source", type_=sa.String))
+    .values(customer_id=sa.bindparam("target", type_=sa.String))
+)
+_MERGE_CUSTOMERS = (
+    sa.update(customers)
+    .where(sa.or_(customers.c.id == sa.bindparam("source", type_=sa.String),
+                  customers.c.merged_into == sa.bindparam("source", type_=sa.String)))
+    .values(merged_into=sa.bindparam("target", type_=sa.String), updated_at=sa.bindparam("now", type_=UtcDateTime))
+)
+
+
 async def resolve_customer(conn: AsyncConnection, hints: ContactHints, now: datetime) -> Resolution:
-    """The customer of a message, creating a provisional one and linking contacts as the message proves."""
+    """The customer of a message, creating a provisional one and linking contacts as the message proves.
+
+    New customers and new contacts are written at commit (``defer_insert``): when another request adds the
+    same one meanwhile, the commit fails with an IntegrityError and the message is accepted again.
+    """
     keys = contact_keys(hints)
-    owners = await _owners(conn, keys)
-    directory = _Directory(conn, now)
-    await directory.load(set(owners.values()) | ({hints.customer_id} if hints.customer_id else set()))
+    owners, known = await _lookup(conn, keys, hints.customer_id)
+    directory = _Directory(conn, now, known)
     created = False
     if hints.customer_id:
         target = directory.canonical(hints.customer_id)
         if hints.customer_id not in directory.known:
-            created = await directory.create(hints.customer_id, provisional=False)
+            await directory.create(hints.customer_id, provisional=False)
+            created = True
     else:
         found = list(dict.fromkeys(directory.canonical(owners[key]) for key in keys if key in owners))
         real = [customer_id for customer_id in found if not directory.provisional(customer_id)]
@@ -133,7 +170,8 @@ async def resolve_customer(conn: AsyncConnection, hints: ContactHints, now: date
             target = (real or found)[0]
         else:
             target = f"{PROVISIONAL_PREFIX}{uuid.uuid4().hex}"
-            created = await directory.create(target, provisional=True)
+            await directory.create(target, provisional=True)
+            created = True
     resolution = Resolution(target, directory.provisional(target), created=created)
     for key in keys:
         await _link(directory, key, owners.get(key), target, resolution)
@@ -145,11 +183,8 @@ async def _link(
 ) -> None:
     kind, value = key
     if owner is None:
-        inserted = await insert_ignore(
-            directory.conn, contacts, {"kind": kind, "value": value, "customer_id": target, "created_at": directory.now}
-        )
-        if not inserted:
-            raise ConcurrentChange(f"contact {kind} was added by another request")
+        row = {"kind": kind, "value": value, "customer_id": target, "created_at": directory.now}
+        await defer_insert(directory.conn, contacts, [row])
         resolution.linked.append(kind)
         return
     survivor = directory.canonical(owner)

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.intake.models import complaints, messages, timeline, used_signatures
+from services.intake.models import complaints, customers, messages, timeline, used_signatures
 from services.intake.policy import OpenComplaint
-from shared.db import insert_ignore
+from shared.db import UtcDateTime, defer_insert, insert_ignore
 
 CLOSED_STATUSES = ("resolved", "closed")
 
 
+# The accept path's statements are built once: a statement of stable shape is compiled once per dialect and
+# reused, where one built per call pays for its construction and cache key every time.
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
+
+def _insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` for the connection's dialect (built once)."""
+    key = (conn.dialect.name, table.name)
+    statement = _INSERT_IGNORE.get(key)
+    if statement is None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = _INSERT_IGNORE[key] = insert(table).on_conflict_do_nothing()
+    return statement
+
+
 async def claim_signature(conn: AsyncConnection, digest: str, key_id: str, now: datetime) -> bool:
     """Record a signature as used; False when it was used before (a replay)."""
-    return await insert_ignore(conn, used_signatures, {"digest": digest, "key_id": key_id, "seen_at": now})
+    values = {"digest": digest, "key_id": key_id, "seen_at": now}
+    return bool((await conn.execute(_insert_ignore(conn, used_signatures), values)).rowcount)
 
 
 async def purge_signatures(conn: AsyncConnection, before: datetime) -> int:
@@ -26,64 +45,116 @@ async def purge_signatures(conn: AsyncConnection, before: datetime) -> int:
     return result.rowcount or 0
 
 
+_MESSAGE_BY_REF = sa.select(messages.c.id, messages.c.answer).where(
+    messages.c.channel == sa.bindparam("channel", type_=sa.String),
+    messages.c.external_ref == sa.bindparam("external_ref", type_=sa.String),
+)
+
+
 async def message_by_ref(conn: AsyncConnection, channel: str, external_ref: str) -> dict[str, Any] | None:
-    """The message a channel already sent under this reference (with the answer it got)."""
-    row = (
-        await conn.execute(
-            sa.select(messages).where(messages.c.channel == channel, messages.c.external_ref == external_ref)
-        )
-    ).mappings().first()
-    return dict(row) if row else None
+    """The message a channel already sent under this reference: its id and the answer it got."""
+    row = (await conn.execute(_MESSAGE_BY_REF, {"channel": channel, "external_ref": external_ref})).first()
+    return {"id": row.id, "answer": row.answer} if row else None
 
 
-async def recent_message_count(conn: AsyncConnection, customer_ids: list[str], since: datetime) -> int:
-    """How many messages the customer sent since ``since`` (every channel, complaints and follow-ups)."""
-    query = sa.select(sa.func.count()).where(messages.c.customer_id.in_(customer_ids), messages.c.received_at >= since)
-    return int(await conn.scalar(query) or 0)
+@dataclass(frozen=True)
+class History:
+    """What intake knows of a customer's recent past when a message arrives."""
+
+    prior_messages: int
+    open_complaints: list[OpenComplaint]
 
 
-async def open_complaints(
-    conn: AsyncConnection, customer_ids: list[str], since: datetime, limit: int
-) -> list[OpenComplaint]:
-    """The customer's complaints still open and active since ``since``, newest first, with their e-mail ids."""
-    rows = (
-        await conn.execute(
-            sa.select(complaints.c.id, complaints.c.text, complaints.c.order_ref, complaints.c.last_message_at)
-            .where(
-                complaints.c.customer_id.in_(customer_ids),
-                complaints.c.last_message_at >= since,
-                complaints.c.status.not_in(CLOSED_STATUSES),
-            )
-            .order_by(complaints.c.last_message_at.desc())
-            .limit(limit)
-        )
-    ).all()
-    if not rows:
-        return []
-    refs: dict[str, set[str]] = {}
-    email_rows = await conn.execute(
-        sa.select(messages.c.complaint_id, messages.c.external_ref).where(
-            messages.c.complaint_id.in_([row.id for row in rows]),
-            messages.c.channel == "email",
-            messages.c.external_ref.is_not(None),
-        )
+def _customer_ids() -> sa.CompoundSelect:
+    """A customer's id and the ids of the provisional customers merged into it (bound to ``customer_id``)."""
+    customer_id = sa.bindparam("customer_id", type_=sa.String)
+    return sa.union_all(sa.select(customer_id), sa.select(customers.c.id).where(customers.c.merged_into == customer_id))
+
+
+@lru_cache(maxsize=8)
+def _history_query(max_candidates: int) -> sa.Select:
+    """Messages since ``since`` and the open complaints active since ``open_since``, in one statement.
+
+    One row per candidate (newest first), each carrying the message count; a single row of NULLs with the
+    count when there is no candidate.
+    """
+    prior = (
+        sa.select(sa.func.count())
+        .where(messages.c.customer_id.in_(_customer_ids()),
+               messages.c.received_at >= sa.bindparam("since", type_=UtcDateTime))
+        .scalar_subquery()
     )
-    for complaint_id, ref in email_rows:
-        refs.setdefault(complaint_id, set()).add(ref)
-    return [
+    candidates = (
+        sa.select(complaints.c.id, complaints.c.text, complaints.c.order_ref, complaints.c.last_message_at)
+        .where(
+            complaints.c.customer_id.in_(_customer_ids()),
+            complaints.c.last_message_at >= sa.bindparam("open_since", type_=UtcDateTime),
+            *(complaints.c.status != sa.literal(status) for status in CLOSED_STATUSES),
+        )
+        .order_by(complaints.c.last_message_at.desc())
+        .limit(max_candidates)
+        .subquery("candidates")
+    )
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    return (
+        sa.select(prior.label("prior"), candidates)
+        .select_from(one.outerjoin(candidates, sa.true()))
+        .order_by(candidates.c.last_message_at.desc())
+    )
+
+
+_EMAIL_REFS = sa.select(messages.c.complaint_id, messages.c.external_ref).where(
+    messages.c.complaint_id.in_(sa.bindparam("complaint_ids", expanding=True)),
+    messages.c.channel == "email",
+    messages.c.external_ref.is_not(None),
+)
+
+
+async def history(
+    conn: AsyncConnection, customer_id: str, since: datetime, open_since: datetime, max_candidates: int,
+    *, email_refs: bool,
+) -> History:
+    """The customer's messages since ``since`` (every channel, complaints and follow-ups, merged customers too)
+    and its complaints still open and active since ``open_since``, newest first.
+
+    With ``email_refs`` the candidates carry the e-mail message ids of their messages (a reply names them).
+    """
+    params = {"customer_id": customer_id, "since": since, "open_since": open_since}
+    rows = (await conn.execute(_history_query(max_candidates), params)).all()
+    found = [row for row in rows if row.id is not None]
+    refs: dict[str, set[str]] = {}
+    if found and email_refs:
+        for complaint_id, ref in await conn.execute(_EMAIL_REFS, {"complaint_ids": [row.id for row in found]}):
+            refs.setdefault(complaint_id, set()).add(ref)
+    candidates = [
         OpenComplaint(row.id, row.text, row.order_ref, row.last_message_at, frozenset(refs.get(row.id, ())))
-        for row in rows
+        for row in found
     ]
+    return History(int(rows[0].prior or 0) if rows else 0, candidates)
 
 
 async def insert_complaint(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Store a new complaint."""
-    await conn.execute(sa.insert(complaints).values(**row))
+    """Store a new complaint (written at commit: nothing in the transaction reads it back)."""
+    await defer_insert(conn, complaints, [row])
 
 
 async def insert_message(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Store an accepted message with the answer it got."""
-    await conn.execute(sa.insert(messages).values(**row))
+    """Store an accepted message with the answer it got (written at commit).
+
+    A message sent twice at once fails the commit on (channel, external_ref); the retry answers it as a replay.
+    """
+    await defer_insert(conn, messages, [row])
+
+
+async def add_new_timeline(
+    conn: AsyncConnection, complaint_id: str, at: datetime, event_type: str, event_id: str, status: str | None,
+    detail: dict[str, Any],
+) -> None:
+    """Add the entry of an event emitted in this transaction (a new event id: written at commit)."""
+    await defer_insert(conn, timeline, [
+        {"complaint_id": complaint_id, "at": at, "event_type": event_type, "event_id": event_id, "status": status,
+         "detail": detail},
+    ])
 
 
 async def add_follow_up(conn: AsyncConnection, complaint_id: str, at: datetime) -> dict[str, Any]:
