@@ -28,6 +28,7 @@ from bench.stats import Spread, latency_summary, limit_row, ratio_row
 from shared.auth import issue_token
 from shared.events.vocabulary import Role
 
+RECEIVED = "complaint.received.v1"
 ROUTED = "case.routed.v1"
 RESOLVED = "case.resolved.v1"
 ISSUED = "compensation.issued.v1"
@@ -219,6 +220,7 @@ async def _latency(bench: Bench, servers: dict[str, Server], factory: Any, obser
     resolver = Resolver(servers["routing"].url, plan.resolve_share)
     observer.callbacks.append(resolver.on_event)
     routed_p50, routed_p99, points_p50, points_p99, post_p99 = [], [], [], [], []
+    received_p50, received_p99 = [], []
     try:
         for run in range(plan.runs):
             spec = LoadSpec("127.0.0.1", servers["intake"].port, replace(factory, run_id=f"lat{run}{factory.run_id}"),
@@ -237,6 +239,11 @@ async def _latency(bench: Bench, servers: dict[str, Server], factory: Any, obser
             routed = [1000 * (seen[c] - w) for c, w in ids.items() if c in seen]
             points = [1000 * (observer.arrivals[POINTS][c] - t) for c, t in resolved.items()
                       if c in observer.arrivals[POINTS]]
+            # Where the time goes: intake's half (POST -> complaint.received.v1 on the broker).
+            arrived = observer.arrivals[RECEIVED]
+            received = latency_summary([1000 * (arrived[c] - w) for c, w in ids.items() if c in arrived])
+            received_p50.append(received["p50"])
+            received_p99.append(received["p99"])
             r, p = latency_summary(routed), latency_summary(points)
             routed_p50.append(r["p50"])
             routed_p99.append(r["p99"])
@@ -244,12 +251,14 @@ async def _latency(bench: Bench, servers: dict[str, Server], factory: Any, obser
             points_p99.append(p["p99"])
             post_p99.append(latency_summary(result.latencies_ms)["p99"])
             bench.raw.setdefault("pipeline_latency", []).append({
-                **describe(result), "routed_ms": r, "resolve_to_points_ms": p, "complaints": len(ids),
-                "routed": len(routed), "resolved": len(resolved), "points": len(points),
+                **describe(result), "routed_ms": r, "received_ms": received, "resolve_to_points_ms": p,
+                "complaints": len(ids), "routed": len(routed), "resolved": len(resolved), "points": len(points),
                 "resolve_failures": dict(resolver.failures), "resolve_samples": resolver.samples})
     finally:
         await resolver.close()
     rate = f"{rate_per_s:g}/s"
+    bench.add(limit_row("2 pipeline", f"POST -> complaint.received.v1 p50 at {rate}", Spread.of(received_p50), "ms"))
+    bench.add(limit_row("2 pipeline", f"POST -> complaint.received.v1 p99 at {rate}", Spread.of(received_p99), "ms"))
     bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 p50 at {rate}", Spread.of(routed_p50), "ms"))
     bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 p99 at {rate}", Spread.of(routed_p99), "ms", limit=50))
     bench.add(limit_row("2 pipeline", f"intake POST p99 at {rate}", Spread.of(post_p99), "ms"))
