@@ -54,6 +54,68 @@ def _term_regex(term: str) -> str:
     return r"(?<![A-Za-z0-9_])" + body + suffix
 
 
+class _CoreIndex:
+    """Which of many literals occur in a text, looked up by the text's character pairs instead of one by one.
+
+    A literal occurs in a text only where its first two characters do, so testing the literals that start
+    with a pair the text has finds exactly the ones a test of every literal would (shorter ones are tested
+    directly), at a fraction of the cost.
+    """
+
+    def __init__(self, cores: set[str]) -> None:
+        by_pair: dict[str, list[str]] = {}
+        for core in sorted(cores):
+            if len(core) >= 2:
+                by_pair.setdefault(core[:2], []).append(core)
+        self._by_pair = {pair: tuple(found) for pair, found in by_pair.items()}
+        self._short = tuple(core for core in sorted(cores) if len(core) < 2)
+
+    def present(self, lowered: str) -> frozenset[str]:
+        """The literals that occur in ``lowered`` (a lower-cased text)."""
+        found = [core for core in self._short if core in lowered]
+        by_pair = self._by_pair
+        for pair in {lowered[i : i + 2] for i in range(len(lowered) - 1)}:
+            for core in by_pair.get(pair, ()):
+                if core in lowered:
+                    found.append(core)
+        return frozenset(found)
+
+
+_NARROWED_CACHE = 4096
+
+
+class _Narrowed:
+    """Alternatives, each with the literal it needs (None: always tried), narrowed to the literals of a text.
+
+    Leaving out alternatives that cannot match gives the same matches as the whole alternation. The regex of
+    each set of present literals is kept (texts repeat their word sets).
+    """
+
+    __slots__ = ("_cache", "_cores", "_parts", "_unconditional")
+
+    def __init__(self, parts: tuple[tuple[str, str | None], ...]) -> None:
+        self._parts = parts
+        self._cores = frozenset(core for _, core in parts if core is not None)
+        self._unconditional = any(core is None for _, core in parts)
+        self._cache: dict[frozenset[str], re.Pattern[str] | None] = {}
+
+    def regex(self, present: frozenset[str]) -> re.Pattern[str] | None:
+        """The alternation of the alternatives that can match a text with these literals; None if none can."""
+        hit = self._cores & present
+        if not hit and not self._unconditional:
+            return None
+        try:
+            return self._cache[hit]
+        except KeyError:
+            pass
+        parts = tuple(part for part, core in self._parts if core is None or core in hit)
+        pattern = _compiled(parts) if parts else None
+        if len(self._cache) >= _NARROWED_CACHE:
+            self._cache.clear()
+        self._cache[hit] = pattern
+        return pattern
+
+
 class Rule(BaseModel):
     """A named, weighted set of keywords (English, Chinese) and regular expressions."""
 
@@ -69,6 +131,7 @@ class Rule(BaseModel):
     )
     # Each alternative with the literal it needs in the text (None: a pattern, always tried).
     _parts: tuple[tuple[str, str | None], ...] = PrivateAttr()
+    _narrowed: _Narrowed = PrivateAttr()
 
     @field_validator("patterns")
     @classmethod
@@ -87,7 +150,16 @@ class Rule(BaseModel):
         if not parts:
             raise ValueError(f"rule {self.name!r} has no keywords and no patterns")
         self._parts = tuple(parts)
+        self._narrowed = _Narrowed(self._parts)
         return self
+
+    def cores(self) -> set[str]:
+        """The literals the rule's keywords need in a text."""
+        return {core for _, core in self._parts if core is not None}
+
+    def matcher(self) -> _Narrowed:
+        """The rule's alternatives, narrowed per text by :meth:`_Narrowed.regex`."""
+        return self._narrowed
 
     def find(self, text: str, lowered: str | None = None) -> list[str]:
         """Distinct matched snippets, in order of appearance.
@@ -133,6 +205,7 @@ class SentimentLexicon(BaseModel):
     positive_at: float = Field(0.3, gt=0, lt=1)
     _parts: tuple[tuple[str, str], ...] = PrivateAttr()
     _weights: dict[str, float] = PrivateAttr()
+    _narrowed: _Narrowed = PrivateAttr()
 
     @model_validator(mode="after")
     def _build(self) -> SentimentLexicon:
@@ -142,7 +215,12 @@ class SentimentLexicon(BaseModel):
         terms = sorted(weights, key=len, reverse=True)
         self._parts = tuple((_term_regex(t), _core(t)) for t in terms)
         self._weights = weights
+        self._narrowed = _Narrowed(self._parts)
         return self
+
+    def cores(self) -> set[str]:
+        """The literals the lexicon's terms need in a text."""
+        return {core for _, core in self._parts}
 
     def _weight_of(self, snippet: str) -> float:
         """Weight of a matched snippet: exact term, a plural of a term, or a prefix term such as "frustrat*"."""
@@ -160,14 +238,19 @@ class SentimentLexicon(BaseModel):
         words = re.findall(r"[\w']+", text[max(0, start - 30) : start].lower())[-3:]
         return any(word in self.negators_en or word.endswith("n't") for word in words)
 
-    def score(self, text: str) -> tuple[float, list[str], list[str]]:
-        """Raw score and the negative and positive snippets that made it."""
+    def score(self, text: str, present: frozenset[str] | None = None) -> tuple[float, list[str], list[str]]:
+        """Raw score and the negative and positive snippets that made it.
+
+        ``present``: the literals of the text (from the classifier's index); found here when not given.
+        """
         raw = 0.0
         negative: list[str] = []
         positive: list[str] = []
-        lowered = text.lower()
-        parts = tuple(part for part, core in self._parts if core in lowered)
-        for match in (_compiled(parts).finditer(text) if parts else ()):
+        if present is None:
+            lowered = text.lower()
+            present = frozenset(core for _, core in self._parts if core in lowered)
+        regex = self._narrowed.regex(present)
+        for match in (regex.finditer(text) if regex else ()):
             term = match.group(0).lower()
             weight = self._weight_of(term)
             if self._negated(text, match.start(), term):
@@ -239,16 +322,32 @@ def _reason(kind: str, rule: Rule, snippets: list[str]) -> str:
     return f"{kind}.{rule.name} w{rule.weight:g}: {shown}{more}"
 
 
-def _score(ruleset: RuleSet, text: str, kind: str, matched: list[Rule]) -> tuple[float, list[str]]:
+def _snippets(regex: re.Pattern[str] | None, text: str) -> list[str]:
+    """Distinct matched snippets, in order of appearance (what :meth:`Rule.find` returns)."""
+    if regex is None:
+        return []
+    seen: dict[str, None] = {}
+    for match in regex.finditer(text):
+        snippet = match.group(0).strip().lower()
+        if snippet:
+            seen.setdefault(snippet, None)
+    return list(seen)
+
+
+_Matchers = tuple[tuple[Rule, _Narrowed], ...]
+
+
+def _score(
+    matchers: _Matchers, text: str, present: frozenset[str], kind: str, matched: list[Rule]
+) -> tuple[float, list[str]]:
     """Sum of the weights of the rules that matched; more distinct hits add up to double a rule's weight.
 
     Matching rules are appended to ``matched`` (their sentiment weights feed the sentiment score).
     """
     total = 0.0
     reasons: list[str] = []
-    lowered = text.lower()
-    for rule in ruleset.rules:
-        snippets = rule.find(text, lowered)
+    for rule, matcher in matchers:
+        snippets = _snippets(matcher.regex(present), text)
         if snippets:
             total += rule.weight * (1 + 0.25 * (min(len(snippets), 5) - 1))
             reasons.append(_reason(kind, rule, snippets))
@@ -256,18 +355,36 @@ def _score(ruleset: RuleSet, text: str, kind: str, matched: list[Rule]) -> tuple
     return total, reasons
 
 
+def _matchers(ruleset: RuleSet) -> _Matchers:
+    return tuple((rule, rule.matcher()) for rule in ruleset.rules)
+
+
 class Classifier:
     """Applies a :class:`ClassificationPolicy` to complaint text."""
 
     def __init__(self, policy: ClassificationPolicy) -> None:
         self.policy = policy
+        # Plain tuples of what every text is scored with (pydantic attribute access is slow on the hot path).
+        self._categories = [
+            (category, f"category.{category.value}", _matchers(ruleset))
+            for category, ruleset in policy.categories.items()
+        ]
+        self._cue_rules = [(cue, f"cue.{cue.value}", ruleset.min_score, _matchers(ruleset))
+                           for cue, ruleset in policy.cues.items()]
+        self._department_rules = [
+            (department, f"department.{department.value}", ruleset.min_score, _matchers(ruleset))
+            for department, ruleset in policy.departments.items()
+        ]
+        self._order = {category: index for index, category in enumerate(policy.tie_break)}
+        rules = [rule for rs in (*policy.categories.values(), *policy.cues.values(), *policy.departments.values())
+                 for rule in rs.rules]
+        self._index = _CoreIndex(set().union(policy.sentiment.cores(), *(rule.cores() for rule in rules)))
 
-    def _category(self, text: str, matched: list[Rule]) -> tuple[Category, list[str]]:
+    def _category(self, text: str, present: frozenset[str], matched: list[Rule]) -> tuple[Category, list[str]]:
         scores: dict[Category, tuple[float, list[str]]] = {
-            category: _score(ruleset, text, f"category.{category.value}", matched)
-            for category, ruleset in self.policy.categories.items()
+            category: _score(matchers, text, present, kind, matched) for category, kind, matchers in self._categories
         }
-        order = {category: index for index, category in enumerate(self.policy.tie_break)}
+        order = self._order
         ranked = sorted(scores.items(), key=lambda item: (-item[1][0], order[item[0]]))
         best, (best_score, reasons) = ranked[0]
         if best_score < self.policy.min_category_score:
@@ -280,13 +397,13 @@ class Classifier:
         return best, [f"category {best.value} scored {best_score:.2f}{runner_up}", *reasons]
 
     def _cues(
-        self, text: str, prior_contacts: int, exposure: Exposure | None, matched: list[Rule]
+        self, text: str, present: frozenset[str], prior_contacts: int, exposure: Exposure | None, matched: list[Rule]
     ) -> tuple[list[UrgencyCue], list[str]]:
         cues: list[UrgencyCue] = []
         reasons: list[str] = []
-        for cue, ruleset in self.policy.cues.items():
-            score, cue_reasons = _score(ruleset, text, f"cue.{cue.value}", matched)
-            if score >= ruleset.min_score:
+        for cue, kind, min_score, matchers in self._cue_rules:
+            score, cue_reasons = _score(matchers, text, present, kind, matched)
+            if score >= min_score:
                 cues.append(cue)
                 reasons.extend(cue_reasons)
         if exposure and exposure.public and exposure.reach >= self.policy.media_min_public_reach:
@@ -303,12 +420,14 @@ class Classifier:
             reasons.append(f"cue.repeated_contact: {prior_contacts} earlier contacts (>= {minimum})")
         return [cue for cue in UrgencyCue if cue in cues], reasons
 
-    def _departments(self, text: str, category: Category) -> tuple[list[Department], list[str]]:
+    def _departments(
+        self, text: str, present: frozenset[str], category: Category
+    ) -> tuple[list[Department], list[str]]:
         found: list[Department] = []
         reasons: list[str] = []
-        for department, ruleset in self.policy.departments.items():
-            score, dept_reasons = _score(ruleset, text, f"department.{department.value}", [])
-            if score >= ruleset.min_score:
+        for department, kind, min_score, matchers in self._department_rules:
+            score, dept_reasons = _score(matchers, text, present, kind, [])
+            if score >= min_score:
                 found.append(department)
                 reasons.extend(dept_reasons)
         if not found:
@@ -318,9 +437,9 @@ class Classifier:
             reasons.extend(f"department.{d.value}: default for {category.value}" for d in defaults)
         return [d for d in Department if d in found], reasons
 
-    def _sentiment(self, text: str, matched: list[Rule]) -> tuple[Sentiment, float, str]:
+    def _sentiment(self, text: str, present: frozenset[str], matched: list[Rule]) -> tuple[Sentiment, float, str]:
         lexicon = self.policy.sentiment
-        raw, negative, positive = lexicon.score(text)
+        raw, negative, positive = lexicon.score(text, present)
         weighted = {rule.name: rule.sentiment_weight for rule in matched if rule.sentiment_weight}
         raw += sum(weighted.values())
         # Squash into (-1, 1): one strong word is clear, more words saturate.
@@ -345,11 +464,12 @@ class Classifier:
     def classify(self, text: str, *, prior_contacts: int = 0, exposure: Exposure | None = None) -> Classification:
         """Classify one complaint; ``prior_contacts`` and ``exposure`` feed the repeat and media cues."""
         prepared = _prepare(text)
+        present = self._index.present(prepared.lower())
         matched: list[Rule] = []
-        category, category_reasons = self._category(prepared, matched)
-        cues, cue_reasons = self._cues(prepared, prior_contacts, exposure, matched)
-        departments, department_reasons = self._departments(prepared, category)
-        sentiment, score, sentiment_reason = self._sentiment(prepared, matched)
+        category, category_reasons = self._category(prepared, present, matched)
+        cues, cue_reasons = self._cues(prepared, present, prior_contacts, exposure, matched)
+        departments, department_reasons = self._departments(prepared, present, category)
+        sentiment, score, sentiment_reason = self._sentiment(prepared, present, matched)
         return Classification(
             category=category,
             urgency_cues=cues,

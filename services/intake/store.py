@@ -157,18 +157,33 @@ async def add_new_timeline(
     ])
 
 
-async def add_follow_up(conn: AsyncConnection, complaint_id: str, at: datetime) -> dict[str, Any]:
-    """Count one more follow-up on a complaint; its row after the change."""
-    await conn.execute(
+_FOLLOW_UP_RETURNS = (
+    complaints.c.customer_id, complaints.c.provisional_customer, complaints.c.category, complaints.c.order_ref,
+    complaints.c.status, complaints.c.follow_up_count,
+)
+
+
+@lru_cache(maxsize=4)
+def _follow_up_update(dialect: str, returning: bool) -> sa.Update:
+    at = sa.bindparam("at", type_=UtcDateTime)
+    latest = sa.func.greatest if dialect == "postgresql" else sa.func.max  # SQLite's two-argument max
+    statement = (
         sa.update(complaints)
-        .where(complaints.c.id == complaint_id)
-        .values(
-            follow_up_count=complaints.c.follow_up_count + 1,
-            last_message_at=sa.func.greatest(complaints.c.last_message_at, at)
-            if conn.dialect.name == "postgresql"
-            else sa.func.max(complaints.c.last_message_at, at),
-        )
+        .where(complaints.c.id == sa.bindparam("complaint_id", type_=sa.String))
+        .values(follow_up_count=complaints.c.follow_up_count + 1,
+                last_message_at=latest(complaints.c.last_message_at, at))
     )
+    return statement.returning(*_FOLLOW_UP_RETURNS) if returning else statement
+
+
+async def add_follow_up(conn: AsyncConnection, complaint_id: str, at: datetime) -> dict[str, Any]:
+    """Count one more follow-up on a complaint; its row after the change (the columns of ``_FOLLOW_UP_RETURNS``)."""
+    returning = bool(conn.dialect.update_returning)
+    params = {"complaint_id": complaint_id, "at": at}
+    result = await conn.execute(_follow_up_update(conn.dialect.name, returning), params)
+    if returning:
+        row = result.mappings().first()
+        return dict(row) if row else {}
     return await complaint(conn, complaint_id) or {}
 
 

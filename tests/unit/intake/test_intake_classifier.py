@@ -208,3 +208,23 @@ def test_bad_policy_field_is_named(mutate: Callable[[dict[str, Any]], object], p
         parse_policy(data, "test policy")
     assert "test policy is invalid" in str(exc.value)
     assert path_and_message in str(exc.value)
+
+
+def test_narrowing_to_the_literals_of_a_text_finds_what_every_rule_finds_whole(classifier: Classifier) -> None:
+    """Each rule, tried only with the alternatives whose literal the text has, matches what it matches whole."""
+    from services.intake.classify import _compiled, _CoreIndex, _prepare, _snippets
+    from tests.unit.intake.labelled import load
+
+    policy = classifier.policy
+    rules = [rule for rs in (*policy.categories.values(), *policy.cues.values(), *policy.departments.values())
+             for rule in rs.rules]
+    cores = set().union(*(rule.cores() for rule in rules), policy.sentiment.cores())
+    index = _CoreIndex(cores)
+    texts = [_prepare(row["text"]) for row in load()] + ["", "a", "It's NOT working!!", "我的app坏了，去12315投诉"]
+    for text in texts:
+        lowered = text.lower()
+        present = index.present(lowered)
+        assert present == {core for core in cores if core in lowered}, text
+        for rule in rules:
+            whole = _snippets(_compiled(tuple(part for part, _ in rule._parts)), text)
+            assert _snippets(rule.matcher().regex(present), text) == whole, (rule.name, text)
