@@ -7,12 +7,13 @@ compensation id, case resolution) so the same fact published twice under new ids
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 from services.loyalty import accounts, feedback, ledger, outreach
 from services.loyalty.ledger import Tx
 from services.loyalty.policy import LoyaltyPolicy
-from shared.consumer import Handler, HandlerContext
+from shared.consumer import BatchableHandler, Handler, HandlerContext
 from shared.db import utcnow
 from shared.events import EventData
 from shared.events.cases import CaseReopened, CaseResolved, CaseSlaBreached
@@ -22,16 +23,17 @@ from shared.events.orders import OrderCompleted, OrderRefunded
 from shared.timers import TimerContext, TimerHandler
 
 Effect = Callable[[Tx, EventData], Awaitable[None]]
+BatchEffect = Callable[[Sequence[tuple[Tx, EventData]]], Awaitable[None]]
 
 
-def handler_tx(ctx: HandlerContext, policy: LoyaltyPolicy) -> Tx:
+def handler_tx(ctx: HandlerContext, policy: LoyaltyPolicy, now: datetime | None = None) -> Tx:
     """A unit of work in the consumer's transaction; events carry the incoming event's ids."""
     return Tx(
         conn=ctx.conn,
         emit=lambda data, subject: ctx.emit(data, subject=subject),
         policy=policy,
         db=ctx.emitter.db,
-        now=utcnow(),
+        now=now or utcnow(),
         correlation_id=ctx.envelope.correlationid,
     )
 
@@ -63,6 +65,32 @@ async def on_compensation_issued(tx: Tx, event: EventData) -> None:
         )
     if event.reason == "low_survey":
         await outreach.schedule_recovery_survey(tx, event.customer_id, event.case_id, event.compensation_id)
+
+
+async def on_compensations_issued(items: Sequence[tuple[Tx, EventData]]) -> None:
+    """`on_compensation_issued` of a run of events at once: every grant in a handful of statements."""
+    events: list[tuple[Tx, CompensationIssued]] = []
+    for tx, event in items:
+        assert isinstance(event, CompensationIssued)
+        events.append((tx, event))
+    await ledger.credit_many(
+        [
+            ledger.Credit(
+                tx,
+                event.customer_id,
+                event.remedy.points,
+                f"compensation: {event.reason}",
+                source_key=f"compensation:{event.compensation_id}",
+                refs={"compensation_id": event.compensation_id, "case_id": event.case_id},
+            )
+            for tx, event in events
+            if event.remedy.points > 0
+        ]
+    )
+    # Follow-up surveys touch neither points nor customers, so they may come after every grant.
+    for tx, event in events:
+        if event.reason == "low_survey":
+            await outreach.schedule_recovery_survey(tx, event.customer_id, event.case_id, event.compensation_id)
 
 
 async def on_compensation_reversed(tx: Tx, event: EventData) -> None:
@@ -140,6 +168,11 @@ async def on_complaint_received(tx: Tx, event: EventData) -> None:
     await outreach.evaluate_churn(tx, event.customer_id)
 
 
+# Effects with a batch form that has the same result as the effect applied to each event in order.
+BATCH_EFFECTS: dict[str, BatchEffect] = {
+    CompensationIssued.event_type: on_compensations_issued,
+}
+
 EFFECTS: dict[str, Effect] = {
     CompensationIssued.event_type: on_compensation_issued,
     CompensationReversed.event_type: on_compensation_reversed,
@@ -161,7 +194,17 @@ def build_handlers(policy: LoyaltyPolicy) -> dict[str, Handler]:
 
         return handle
 
-    return {event_type: bind(effect) for event_type, effect in EFFECTS.items()}
+    def bind_batch(one: Handler, effect: BatchEffect) -> Handler:
+        async def handle_many(events: list[tuple[HandlerContext, EventData]]) -> None:
+            now = utcnow()  # one instant for the whole run, as one event's effects share one
+            await effect([(handler_tx(ctx, policy, now), event) for ctx, event in events])
+
+        return BatchableHandler(one=one, many=handle_many)
+
+    handlers = {event_type: bind(effect) for event_type, effect in EFFECTS.items()}
+    for event_type, batch_effect in BATCH_EFFECTS.items():
+        handlers[event_type] = bind_batch(handlers[event_type], batch_effect)
+    return handlers
 
 
 def build_timer_handlers(policy: LoyaltyPolicy) -> dict[str, TimerHandler]:

@@ -10,12 +10,14 @@ slipped past the rules: a balance can never go negative.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.loyalty.models import customers, ledger, points_lots
@@ -56,20 +58,21 @@ class Tx:
     correlation_id: str
 
 
+def _new_customer(customer_id: str, now: datetime) -> dict[str, Any]:
+    """The row of a customer loyalty has not heard of before: potential tier, zero balance."""
+    return {
+        "customer_id": customer_id,
+        "balance": 0,
+        "tier": "potential",
+        "tier_reasons": [],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def ensure_customer(tx: Tx, customer_id: str) -> bool:
     """Create the customer's row if it is new (potential tier, zero balance); True when created."""
-    return await insert_ignore(
-        tx.conn,
-        customers,
-        {
-            "customer_id": customer_id,
-            "balance": 0,
-            "tier": "potential",
-            "tier_reasons": [],
-            "created_at": tx.now,
-            "updated_at": tx.now,
-        },
-    )
+    return await insert_ignore(tx.conn, customers, _new_customer(customer_id, tx.now))
 
 
 async def lock_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
@@ -145,23 +148,25 @@ async def _append(
         **refs,
     }
     await tx.conn.execute(sa.insert(ledger).values(**entry))
-    await tx.emit(
-        PointsChanged(
-            customer_id=customer_id,
-            entry_id=entry["entry_id"],
-            kind=kind,
-            points=points,
-            balance=int(balance),
-            reason=entry["reason"],
-            compensation_id=refs.get("compensation_id"),
-            case_id=refs.get("case_id"),
-            order_id=refs.get("order_id"),
-            value_minor=refs.get("value_minor"),
-            currency=refs.get("currency"),
-        ),
-        customer_id,
-    )
+    await tx.emit(_points_changed(entry), customer_id)
     return entry
+
+
+def _points_changed(entry: Mapping[str, Any]) -> PointsChanged:
+    """The `loyalty.points_changed.v1` of a ledger entry."""
+    return PointsChanged(
+        customer_id=entry["customer_id"],
+        entry_id=entry["entry_id"],
+        kind=entry["kind"],
+        points=entry["points"],
+        balance=int(entry["balance_after"]),
+        reason=entry["reason"],
+        compensation_id=entry.get("compensation_id"),
+        case_id=entry.get("case_id"),
+        order_id=entry.get("order_id"),
+        value_minor=entry.get("value_minor"),
+        currency=entry.get("currency"),
+    )
 
 
 async def _balance(conn: AsyncConnection, customer_id: str) -> int:
@@ -200,6 +205,124 @@ async def credit(
         )
     )
     return await _append(tx, customer_id, kind, points, reason, entry_id=entry_id, source_key=source_key, **refs)
+
+
+@dataclass(frozen=True)
+class Credit:
+    """One earn of a batch: what `credit` takes, and the unit of work whose event it emits."""
+
+    tx: Tx
+    customer_id: str
+    points: int
+    reason: str
+    source_key: str | None
+    refs: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Every reference an entry may carry: multi-row inserts need the same columns in every row.
+_REF_COLUMNS = ("compensation_id", "case_id", "order_id", "value_minor", "currency")
+
+
+async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
+    """`credit` (kind earn, earned now) of many credits, with five statements for the whole batch.
+
+    The result is that of calling `credit` for each in order: every customer's row is created if
+    new and locked, a source key already in the ledger or earlier in the batch is skipped (None in
+    its place), each entry's `balance_after` counts the credits before it, and the events go out in
+    order. The credits share the first one's transaction and time.
+    """
+    if not credits:
+        return []
+    if any(c.points <= 0 for c in credits):
+        raise ValueError("a credit must be positive")
+    first = credits[0].tx
+    conn, now = first.conn, first.now
+    balances = await _lock_or_create(conn, sorted({c.customer_id for c in credits}), now)
+    seen = await _sources_seen(conn, [c.source_key for c in credits if c.source_key])
+    expires_at = lot_expiry(now, first.policy.points)
+    lots: list[dict[str, Any]] = []
+    entries: list[dict[str, Any] | None] = []
+    moved: dict[str, int] = {}
+    for c in credits:
+        if c.source_key and c.source_key in seen:
+            entries.append(None)
+            continue
+        if c.source_key:
+            seen.add(c.source_key)
+        entry_id = str(uuid.uuid4())
+        balances[c.customer_id] += c.points
+        moved[c.customer_id] = moved.get(c.customer_id, 0) + c.points
+        lots.append({"lot_id": entry_id, "customer_id": c.customer_id, "points": c.points, "remaining": c.points,
+                     "earned_at": now, "expires_at": expires_at, "source_key": c.source_key})
+        entries.append({
+            "entry_id": entry_id, "customer_id": c.customer_id, "kind": "earn", "points": c.points,
+            "balance_after": balances[c.customer_id], "reason": c.reason[:300], "takes": None, "created_at": now,
+            "source_key": c.source_key, **{k: c.refs.get(k) for k in _REF_COLUMNS},
+        })
+    written = [e for e in entries if e is not None]
+    if written:
+        await _insert_rows(conn, points_lots, lots)
+        await _insert_rows(conn, ledger, written)
+        await _add_to_balances(conn, moved)
+    for c, entry in zip(credits, entries, strict=True):
+        if entry is not None:
+            await c.tx.emit(_points_changed(entry), c.customer_id)
+    return entries
+
+
+async def _lock_or_create(conn: AsyncConnection, customer_ids: list[str], now: datetime) -> dict[str, int]:
+    """Create the missing customers and lock every one (one upsert); their balances by id.
+
+    The ids come sorted, so two batches that share customers lock them in the same order.
+    """
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(customers)
+    statement = statement.on_conflict_do_update(
+        index_elements=[customers.c.customer_id], set_={"updated_at": statement.excluded.updated_at}
+    ).returning(customers.c.customer_id, customers.c.balance)
+    result = await conn.execute(statement, [_new_customer(cid, now) for cid in customer_ids])
+    return {row.customer_id: int(row.balance) for row in result}
+
+
+async def _sources_seen(conn: AsyncConnection, source_keys: list[str]) -> set[str]:
+    """The source keys among `source_keys` that the ledger already holds."""
+    if not source_keys:
+        return set()
+    rows = await conn.scalars(sa.select(ledger.c.source_key).where(ledger.c.source_key.in_(set(source_keys))))
+    return set(rows)
+
+
+async def _insert_rows(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` as multi-row INSERTs at once (later statements of this transaction read them).
+
+    RETURNING makes SQLAlchemy send pages of one multi-row VALUES ("insertmanyvalues") instead of
+    executing the single-row statement once per row.
+    """
+    key = next(iter(table.primary_key.columns))
+    await conn.execute(sa.insert(table).returning(key), rows)
+
+
+async def _add_to_balances(conn: AsyncConnection, moved: dict[str, int]) -> None:
+    """Add each customer's credited points to the balance (rows locked): one UPDATE on PostgreSQL."""
+    ids = list(moved)
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(
+            sa.text(
+                "UPDATE customers SET balance = customers.balance + d.points "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:points AS integer[])) AS d(customer_id, points) "
+                "WHERE customers.customer_id = d.customer_id"
+            ),
+            {"ids": ids, "points": [moved[i] for i in ids]},
+        )
+    else:
+        result = await conn.execute(
+            sa.update(customers)
+            .where(customers.c.customer_id == sa.bindparam("cid"))
+            .values(balance=customers.c.balance + sa.bindparam("points")),
+            [{"cid": i, "points": moved[i]} for i in ids],
+        )
+    if result.rowcount != len(ids):
+        raise LedgerConflictError(f"{len(ids) - result.rowcount} customer row(s) vanished under their lock")
 
 
 async def expire_due(tx: Tx, customer_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,215 @@
+"""Grants handled a fetch at a time give exactly what the same events give one at a time.
+
+The consumer hands a run of `compensation.issued.v1` to loyalty's batch form in one call. These
+tests feed the same events (same customer twice, a redelivered event, the same compensation under a
+new event id, a reversal and a purchase in between) once as one fetch through the batch form and
+once event by event through the per-event form, on PostgreSQL, and compare balances, tiers, lots,
+ledger entries and the events written to the outbox.
+"""
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.loyalty.handlers import build_handlers
+from services.loyalty.models import delivery
+from services.loyalty.policy import default_policy
+from services.loyalty.settings import Settings
+from shared.bus import KafkaBus
+from shared.consumer import BatchableHandler, EventConsumer, Handler
+from shared.db import Database
+from shared.envelope import Envelope, new_event, to_kafka
+from shared.events import EVENT_TYPES, EventData
+from shared.events.cases import CaseResolved
+from shared.events.compensation import CompensationIssued, CompensationReversed, Remedy
+from shared.events.orders import OrderCompleted, OrderRefunded
+from shared.events.vocabulary import Category, CustomerTier, Severity
+from shared.outbox import Emitter
+from tests.integration.loyalty.helpers import new_id
+from tests.support.stack import private_service_env
+
+# Fields that differ between two correct runs: generated ids, tokens and the time of handling.
+_VOLATILE = re.compile(r"(_at|_id_token|^token|^entry_id|^survey_id)$")
+
+
+@pytest.fixture(scope="module")
+def batch_env(loyalty_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A loyalty schema of its own: no running service's sweep touches these customers meanwhile."""
+    with private_service_env("loyalty", tmp_path_factory.mktemp("loyalty-batch"), loyalty_broker) as env:
+        yield env
+
+
+@pytest.fixture
+async def database(batch_env: dict[str, str]) -> AsyncIterator[Database]:
+    """Loyalty's schema, without the service."""
+    engine = create_async_engine(
+        batch_env["DATABASE_URL"], connect_args={"server_settings": {"search_path": "loyalty"}}
+    )
+    yield Database(engine, delivery, "loyalty")
+    await engine.dispose()
+
+
+@pytest.fixture
+async def kafka_bus(batch_env: dict[str, str]) -> AsyncIterator[KafkaBus]:
+    """Where the consumer dead-letters."""
+    bus = KafkaBus(_settings(batch_env), client_id="loyalty-batch-test")
+    yield bus
+    await bus.close()
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    return Settings(
+        database_url=env["DATABASE_URL"], kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        consumer_max_retries=0, consumer_retry_backoff_ms=1,
+    )
+
+
+def _consumer(db: Database, bus: KafkaBus, env: dict[str, str], *, batched: bool) -> EventConsumer:
+    handlers: dict[str, Handler] = build_handlers(default_policy())
+    if not batched:
+        handlers = {k: h.one if isinstance(h, BatchableHandler) else h for k, h in handlers.items()}
+    return EventConsumer(service="loyalty", settings=_settings(env), db=db, bus=bus,
+                         emitter=Emitter(db, source="/redress/loyalty"), handlers=handlers, topics=[])
+
+
+def _record(env: Envelope, offset: int) -> ConsumerRecord:
+    key, value, headers = to_kafka(env)
+    topic = str(EVENT_TYPES[env.type].topic)
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), headers)
+
+
+def _event(data: EventData) -> Envelope:
+    return new_event(data, source="/test", subject=None, correlation_id=new_id("corr"))
+
+
+def _issued(p: str, n: int, customer: str, points: int, reason: str = "incident") -> CompensationIssued:
+    return CompensationIssued(
+        compensation_id=f"{p}-comp{n}", customer_id=f"{p}-{customer}", case_id=f"{p}-case{n}", reason=reason,
+        remedy=Remedy(option_id="o1", kind="points", points=points), issued_at=_T0,
+    )
+
+
+_T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+def _scenario(p: str) -> tuple[list[Envelope], list[Envelope]]:
+    """Events seeding a known customer, then one fetch's worth of events in fetch order."""
+    seed = [_event(_issued(p, 0, "known", 1000)),
+            _event(OrderCompleted(order_id=f"{p}-ord0", customer_id=f"{p}-known", amount_minor=40_000,
+                                  completed_at=_T0 - timedelta(days=2)))]
+    first = _event(_issued(p, 1, "new", 200))
+    again = _issued(p, 1, "new", 200)  # the same compensation published again under a new event id
+    fetch = [
+        first,
+        _event(_issued(p, 2, "known", 300)),
+        _event(_issued(p, 3, "new", 50)),  # the same customer twice in one fetch
+        first,  # the same event delivered twice
+        _event(again),
+        _event(_issued(p, 4, "zero", 0)),  # nothing to grant
+        _event(_issued(p, 5, "known", 70, reason="low_survey")),
+        _event(CompensationReversed(compensation_id=f"{p}-comp2", customer_id=f"{p}-known", case_id=f"{p}-case2",
+                                    remedy=Remedy(option_id="o1", kind="points", points=300), reversed_by="sup",
+                                    reason="incident", reversed_at=_T0)),
+        _event(_issued(p, 6, "known", 40)),
+        _event(OrderCompleted(order_id=f"{p}-ord1", customer_id=f"{p}-new", amount_minor=2_000_000,
+                              completed_at=_T0)),  # a purchase that moves the tier, between grants
+        _event(_issued(p, 7, "new", 25)),
+        _event(CaseResolved(case_id=f"{p}-case9", complaint_id=f"{p}-cmp9", customer_id=f"{p}-other",
+                            severity=Severity.P3, category=Category.PRODUCT_USAGE, queue="product_support",
+                            customer_tier=CustomerTier.POTENTIAL, resolution_code="fixed", first_handling=True,
+                            resolved_at=_T0, resolved_by="agent-1")),
+        _event(_issued(p, 8, "other", 10)),
+        _event(_issued(p, 9, "new", 5)),
+    ]
+    return seed, fetch
+
+
+async def _snapshot(db: Database, p: str) -> dict[str, Any]:
+    """What a user would check, with the run's prefix and volatile values taken out."""
+    like = f"{p}-%"
+    async with db.engine.connect() as conn:
+        customers = (await conn.execute(sa.text(
+            "SELECT customer_id, balance, tier, tier_reasons, tier_year FROM customers "
+            "WHERE customer_id LIKE :p ORDER BY customer_id"), {"p": like})).all()
+        lots = (await conn.execute(sa.text(
+            "SELECT lot_id, customer_id, source_key, points, remaining FROM points_lots "
+            "WHERE customer_id LIKE :p ORDER BY customer_id, source_key"), {"p": like})).all()
+        entries = (await conn.execute(sa.text(
+            "SELECT customer_id, kind, points, balance_after, reason, source_key, compensation_id, case_id, "
+            "order_id, takes FROM ledger WHERE customer_id LIKE :p ORDER BY seq"), {"p": like})).all()
+        events = (await conn.execute(sa.text(
+            "SELECT event_type, envelope FROM outbox WHERE envelope LIKE :p ORDER BY id"),
+            {"p": f"%{p}-%"})).all()
+        timers = (await conn.execute(sa.text(
+            "SELECT kind, key FROM timers WHERE key LIKE :p ORDER BY kind, key"), {"p": f"%{p}-%"})).all()
+    lot_source = {lot.lot_id: lot.source_key for lot in lots}
+    snapshot = {
+        "customers": [tuple(c) for c in customers],
+        "lots": [(lot.customer_id, lot.source_key, lot.points, lot.remaining) for lot in lots],
+        "ledger": [(*e[:-1], [(lot_source[t["lot_id"]], t["points"]) for t in (e.takes or [])]) for e in entries],
+        "events": [(e.event_type, _stable(json.loads(e.envelope)["data"])) for e in events],
+        "timers": [tuple(t) for t in timers],
+    }
+    return json.loads(json.dumps(snapshot, default=str).replace(p, "P"))
+
+
+def _stable(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _stable(v) for k, v in data.items() if not _VOLATILE.search(k)}
+    return data
+
+
+async def _handle(consumer: EventConsumer, events: list[Envelope], *, one_fetch: bool) -> None:
+    records = [_record(env, offset) for offset, env in enumerate(events)]
+    if one_fetch:
+        await consumer.process(records)
+    else:
+        for record in records:
+            await consumer.process([record])
+
+
+async def test_a_fetch_of_grants_gives_what_the_events_give_one_at_a_time(
+    database: Database, kafka_bus: KafkaBus, batch_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    batched, single = new_id("bat"), new_id("one")
+    caplog.set_level(logging.INFO, logger="shared.consumer")
+    for prefix, one_fetch in ((batched, True), (single, False)):
+        seed, fetch = _scenario(prefix)
+        consumer = _consumer(database, kafka_bus, batch_env, batched=one_fetch)
+        await _handle(consumer, seed, one_fetch=False)
+        await _handle(consumer, fetch, one_fetch=one_fetch)
+    # The fetch went through in one transaction: no fallback to one at a time hid a batch failure.
+    assert "one by one" not in caplog.text
+    got, expected = await _snapshot(database, batched), await _snapshot(database, single)
+    assert got == expected
+    # And what they are: the duplicates granted once, balance_after counting the grants before it.
+    balances = {c[0]: c[1] for c in got["customers"]}
+    # A compensation without points creates nothing; 20,000 yuan earn 20,000 points at potential, then mid value.
+    assert balances == {"P-known": 1000 + 400 + 300 + 70 - 300 + 40, "P-new": 200 + 50 + 20_000 + 25 + 5,
+                        "P-other": 10}
+    new_entries = [(e[2], e[3]) for e in got["ledger"] if e[0] == "P-new"]
+    assert new_entries == [(200, 200), (50, 250), (20_000, 20_250), (25, 20_275), (5, 20_280)]
+    changed = [e[1] for e in got["events"] if e[0] == "loyalty.tier_changed.v1"]
+    assert [(c["customer_id"], c["to_tier"]) for c in changed] == [("P-new", "mid_value")]
+
+
+async def test_a_failing_event_in_a_fetch_falls_back_to_one_at_a_time(
+    database: Database, kafka_bus: KafkaBus, batch_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="shared.consumer")
+    p = new_id("fb")
+    unknown_refund = OrderRefunded(order_id=f"{p}-nope", customer_id=f"{p}-a", amount_minor=100, refunded_at=_T0)
+    fetch = [_event(_issued(p, 1, "a", 100)), _event(unknown_refund), _event(_issued(p, 2, "a", 20))]
+    await _handle(_consumer(database, kafka_bus, batch_env, batched=True), fetch, one_fetch=True)
+    got = await _snapshot(database, p)
+    assert got["customers"] == [["P-a", 120, "potential", [], None]]
+    assert [(e[1], e[2], e[3]) for e in got["ledger"]] == [("earn", 100, 100), ("earn", 20, 120)]
+    assert "batch of 3 failed" in caplog.text and "dead-lettered order.refunded.v1" in caplog.text
