@@ -7,13 +7,13 @@ recorded in the case history with who took it. Writes accept an ``Idempotency-Ke
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
-from services.routing import escalation, figures, lifecycle, store
+from services.routing import escalation, figures, lifecycle, models, store
 from services.routing.case import Actor, CaseError, CaseSnapshot, Outcome
 from services.routing.models import case_history, cases, customer_tiers, handoffs
 from services.routing.policy import RoutingPolicy
@@ -53,7 +53,8 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 Sort = Literal[
     "deadline", "first_response_due", "next_update_due", "resolution_due", "severity", "received_at", "-received_at"
 ]
-OPEN_STATES: tuple[State, ...] = ("new", "open", "waiting")
+OPEN_STATES: tuple[State, ...] = models.OPEN_STATES  # type: ignore[assignment]
+ALL_STATES: tuple[State, ...] = get_args(State)
 ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
 READ_ERRORS = problem_responses(401, 404, 422, 429)
 
@@ -317,6 +318,11 @@ _SORTS: dict[str, list[sa.ColumnElement[Any]]] = {
 }
 
 
+def page_query(conditions: list[sa.ColumnElement[bool]], sort: Sort, limit: int, offset: int) -> sa.Select[Any]:
+    """One page of cases: the filters, the chosen order with the id as tie-break."""
+    return sa.select(cases).where(*conditions).order_by(*_SORTS[sort], cases.c.id).limit(limit).offset(offset)
+
+
 async def _list(
     runtime: Runtime,
     policy: RoutingPolicy,
@@ -326,12 +332,21 @@ async def _list(
     offset: int,
 ) -> CaseList:
     now = utcnow()
-    where = sa.and_(sa.true(), *conditions)
     async with runtime.db.engine.connect() as conn:
-        total = await conn.scalar(sa.select(sa.func.count()).select_from(cases).where(where))
-        query = sa.select(cases).where(where).order_by(*_SORTS[sort], cases.c.id).limit(limit).offset(offset)
-        rows = (await conn.execute(query)).mappings().all()
+        total = await conn.scalar(sa.select(sa.func.count()).select_from(cases).where(*conditions))
+        rows = (await conn.execute(page_query(conditions, sort, limit, offset))).mappings().all()
     return CaseList(items=[case_out(r, now, policy) for r in rows], total=total or 0, limit=limit, offset=offset)
+
+
+def state_filter(states: list[State] | None) -> sa.ColumnElement[bool]:
+    """``state IN (...)`` with the states written into the SQL as literals, in a fixed order.
+
+    Open states (the default) then read exactly as the predicate of ``ix_cases_open_queue_due``,
+    which the planner can only match against constants, never against bound parameters.
+    """
+    wanted = set(states or OPEN_STATES)
+    chosen = [s for s in ALL_STATES if s in wanted]
+    return cases.c.state.in_(sa.bindparam("states", chosen, expanding=True, literal_execute=True))
 
 
 def _conditions(
@@ -342,7 +357,7 @@ def _conditions(
     assignee: str | None,
     customer_id: str | None,
 ) -> list[sa.ColumnElement[bool]]:
-    found: list[sa.ColumnElement[bool]] = [cases.c.state.in_(state or OPEN_STATES)]
+    found: list[sa.ColumnElement[bool]] = [state_filter(state)]
     if severity:
         found.append(cases.c.severity.in_([s.value for s in severity]))
     if risk:
@@ -428,7 +443,7 @@ async def list_queues(runtime: RuntimeDep, policy: PolicyDep, _op: Agent) -> lis
             sa.func.sum(sa.case((at_risk, 1), else_=0)),
             sa.func.sum(sa.case((cases.c.sla_breached, 1), else_=0)),
         )
-        .where(cases.c.state.in_(OPEN_STATES))
+        .where(state_filter(None))
         .group_by(cases.c.queue, cases.c.state, cases.c.severity)
     )
     async with runtime.db.engine.connect() as conn:
