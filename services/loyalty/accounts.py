@@ -81,6 +81,20 @@ async def _customer(conn: AsyncConnection, customer_id: str) -> Mapping[str, Any
     return row
 
 
+async def purchase_tier(conn: AsyncConnection, customer_id: str) -> tuple[bool, CustomerTier | None]:
+    """In one query: whether loyalty knows the customer, and their tier once they have purchased
+    (None before the first purchase, when loyalty's tier says nothing yet)."""
+    purchased = sa.exists().where(orders.c.customer_id == customers.c.customer_id)
+    row = (
+        await conn.execute(
+            sa.select(customers.c.tier, purchased.label("purchased")).where(customers.c.customer_id == customer_id)
+        )
+    ).first()
+    if row is None:
+        return False, None
+    return True, CustomerTier(row.tier) if row.purchased else None
+
+
 async def has_purchased(conn: AsyncConnection, customer_id: str) -> bool:
     """True once the customer completed a purchase (tier benefits start with the first purchase)."""
     first = await conn.scalar(sa.select(orders.c.order_id).where(orders.c.customer_id == customer_id).limit(1))
@@ -251,8 +265,7 @@ async def reward_referral(tx: Tx, new_customer_id: str) -> bool:
 
 async def record_order(tx: Tx, event: OrderCompleted) -> bool:
     """Earn points for a completed order at the customer's tier, then recompute the tier; once per order."""
-    await ledger.ensure_customer(tx, event.customer_id)
-    account = await ledger.lock_customer(tx, event.customer_id)
+    account = await ledger.lock_or_create_customer(tx, event.customer_id)
     year = tx.policy.local_date(event.completed_at).year
     points = points_for_purchase(event.amount_minor, CustomerTier(account["tier"]), tx.policy.points)
     created = await insert_ignore(
@@ -294,8 +307,7 @@ async def record_order(tx: Tx, event: OrderCompleted) -> bool:
 
 async def record_refund(tx: Tx, event: OrderRefunded) -> bool:
     """Take back the refunded share of the order's points and recompute the tier; once per refund."""
-    await ledger.ensure_customer(tx, event.customer_id)
-    await ledger.lock_customer(tx, event.customer_id)
+    await ledger.lock_or_create_customer(tx, event.customer_id)
     order = (await tx.conn.execute(sa.select(orders).where(orders.c.order_id == event.order_id))).mappings().first()
     if order is None or order["customer_id"] != event.customer_id:
         raise UnknownOrderError(f"refund for unknown order {event.order_id} of customer {event.customer_id}")

@@ -359,8 +359,7 @@ async def update_profile(
 ) -> dict[str, Any]:
     """Store the birth month; a birthday coupon due this month is delivered at once."""
     async with unit_of_work(runtime, policy) as tx:
-        await ledger.ensure_customer(tx, customer_id)
-        await ledger.lock_customer(tx, customer_id)
+        await ledger.lock_or_create_customer(tx, customer_id)
         await tx.conn.execute(
             sa.update(customers).where(customers.c.customer_id == customer_id).values(birth_month=body.birth_month)
         )

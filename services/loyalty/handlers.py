@@ -126,15 +126,15 @@ async def on_order_refunded(tx: Tx, event: EventData) -> None:
 async def on_case_resolved(tx: Tx, event: EventData) -> None:
     """Send the satisfaction survey, schedule care on days 3 and 7, and check for churn after a breach."""
     assert isinstance(event, CaseResolved)
-    await ledger.ensure_customer(tx, event.customer_id)
-    tier = await feedback.customer_tier(tx.conn, event.customer_id)
-    account_known = await accounts.has_purchased(tx.conn, event.customer_id)
+    known, tier = await accounts.purchase_tier(tx.conn, event.customer_id)
+    if not known:
+        await ledger.ensure_customer(tx, event.customer_id)
     await feedback.issue_survey(
         tx,
         customer_id=event.customer_id,
         case_id=event.case_id,
         source_key=f"case:{event.case_id}:{event.resolved_at.isoformat()}",
-        tier=tier if account_known else event.customer_tier,
+        tier=tier or event.customer_tier,  # loyalty's tier once the customer has purchased, else the case's
         queue=event.queue,
         category=event.category.value,
     )

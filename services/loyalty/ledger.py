@@ -75,6 +75,27 @@ async def ensure_customer(tx: Tx, customer_id: str) -> bool:
     return await insert_ignore(tx.conn, customers, _new_customer(customer_id, tx.now))
 
 
+def _create_or_touch(conn: AsyncConnection) -> Any:
+    """INSERT of a new customer that, for a known one, sets `updated_at` instead.
+
+    Either way the row is locked for the rest of the transaction (the upsert takes the row lock
+    exactly as `lock_customer`'s UPDATE does), so creating and locking cost one statement.
+    """
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(customers)
+    return statement.on_conflict_do_update(
+        index_elements=[customers.c.customer_id], set_={"updated_at": statement.excluded.updated_at}
+    )
+
+
+async def lock_or_create_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
+    """`ensure_customer` then `lock_customer` in one statement: the locked row, created if new."""
+    result = await tx.conn.execute(
+        _create_or_touch(tx.conn).returning(*customers.c), _new_customer(customer_id, tx.now)
+    )
+    return result.mappings().one()
+
+
 async def lock_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
     """Lock the customer's row for the rest of the transaction and return it."""
     result = await tx.conn.execute(
@@ -187,8 +208,7 @@ async def credit(
     """Add points as a new lot (earn, or a positive adjustment); None when `source_key` was already applied."""
     if points <= 0:
         raise ValueError("a credit must be positive")
-    await ensure_customer(tx, customer_id)
-    await lock_customer(tx, customer_id)
+    await lock_or_create_customer(tx, customer_id)
     if source_key and await source_seen(tx.conn, source_key):
         return None
     entry_id = str(uuid.uuid4())
@@ -275,11 +295,7 @@ async def _lock_or_create(conn: AsyncConnection, customer_ids: list[str], now: d
 
     The ids come sorted, so two batches that share customers lock them in the same order.
     """
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(customers)
-    statement = statement.on_conflict_do_update(
-        index_elements=[customers.c.customer_id], set_={"updated_at": statement.excluded.updated_at}
-    ).returning(customers.c.customer_id, customers.c.balance)
+    statement = _create_or_touch(conn).returning(customers.c.customer_id, customers.c.balance)
     result = await conn.execute(statement, [_new_customer(cid, now) for cid in customer_ids])
     return {row.customer_id: int(row.balance) for row in result}
 
@@ -371,8 +387,7 @@ async def reverse(
     Points the customer already spent cannot be taken back: the entry records what was taken and
     its reason says how much could not be.
     """
-    await ensure_customer(tx, customer_id)
-    await lock_customer(tx, customer_id)
+    await lock_or_create_customer(tx, customer_id)
     if await source_seen(tx.conn, source_key):
         return None
     await expire_due(tx, customer_id)

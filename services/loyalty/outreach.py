@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.loyalty import feedback, ledger
@@ -13,7 +15,7 @@ from services.loyalty.care import ChurnInputs, churn_alert_due, churn_signals, f
 from services.loyalty.ledger import Tx
 from services.loyalty.models import care_followups, complaints_seen, customers, surveys
 from shared import timers
-from shared.db import insert_ignore
+from shared.db import insert_ignore, utcnow
 from shared.events.loyalty import CareFollowupDue, ChurnRisk
 from shared.events.vocabulary import CustomerTier
 
@@ -27,34 +29,47 @@ def followup_key(case_id: str, resolved_at: datetime, day: int) -> str:
 
 
 async def schedule_followups(tx: Tx, customer_id: str, case_id: str, resolved_at: datetime) -> int:
-    """Schedule the day-3 and day-7 follow-ups of a resolution (once); returns how many were new."""
-    created = 0
-    for item in followup_schedule(resolved_at, tx.policy.care.followup_days):
-        key = followup_key(case_id, resolved_at, item.day)
-        new = await insert_ignore(
-            tx.conn,
-            care_followups,
-            {
-                "timer_key": key,
-                "customer_id": customer_id,
-                "case_id": case_id,
-                "day": item.day,
-                "due_at": item.due_at,
-                "status": "pending",
-                "status_at": tx.now,
-            },
-        )
-        if new:
-            await timers.schedule(
-                tx.conn,
-                tx.db,
-                FOLLOWUP_TIMER,
-                key,
-                item.due_at,
-                {"customer_id": customer_id, "case_id": case_id, "day": item.day, "correlation_id": tx.correlation_id},
-            )
-            created += 1
-    return created
+    """Schedule the day-3 and day-7 follow-ups of a resolution (once); returns how many were new.
+
+    Two statements whatever the number of days: the follow-ups, then the timers of the new ones.
+    """
+    planned = {
+        followup_key(case_id, resolved_at, item.day): item
+        for item in followup_schedule(resolved_at, tx.policy.care.followup_days)
+    }
+    rows = [
+        {"timer_key": key, "customer_id": customer_id, "case_id": case_id, "day": item.day, "due_at": item.due_at,
+         "status": "pending", "status_at": tx.now}
+        for key, item in planned.items()
+    ]
+    result = await tx.conn.execute(
+        _insert(tx.conn, care_followups).values(rows).on_conflict_do_nothing().returning(care_followups.c.timer_key)
+    )
+    new = set(result.scalars())
+    due = {
+        key: (item.due_at, {"customer_id": customer_id, "case_id": case_id, "day": item.day,
+                            "correlation_id": tx.correlation_id})
+        for key, item in planned.items()
+        if key in new
+    }
+    if due:
+        await _schedule_timers(tx, FOLLOWUP_TIMER, due)
+    return len(due)
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """The dialect's INSERT (it has ON CONFLICT)."""
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+async def _schedule_timers(tx: Tx, kind: str, due: dict[str, tuple[datetime, dict[str, Any]]]) -> None:
+    """`shared.timers.schedule` of several timers of one kind in one statement (an existing key is kept)."""
+    created_at = utcnow()
+    rows = [
+        {"kind": kind, "key": key, "due_at": due_at, "payload": payload, "created_at": created_at, "attempts": 0}
+        for key, (due_at, payload) in due.items()
+    ]
+    await tx.conn.execute(_insert(tx.conn, tx.db.tables.timers).values(rows).on_conflict_do_nothing())
 
 
 async def cancel_followups(tx: Tx, *, customer_id: str | None = None, case_id: str | None = None) -> int:
@@ -64,14 +79,25 @@ async def cancel_followups(tx: Tx, *, customer_id: str | None = None, case_id: s
         where.append(care_followups.c.customer_id == customer_id)
     if case_id:
         where.append(care_followups.c.case_id == case_id)
-    keys = list(await tx.conn.scalars(sa.select(care_followups.c.timer_key).where(*where)))
-    for key in keys:
-        await timers.cancel(tx.conn, tx.db, FOLLOWUP_TIMER, key)
+    result = await tx.conn.execute(
+        sa.update(care_followups)
+        .where(*where)
+        .values(status="cancelled", status_at=tx.now)
+        .returning(care_followups.c.timer_key)
+    )
+    keys = list(result.scalars())
     if keys:
+        # What `shared.timers.cancel` does, for every key in one statement.
+        timers_table = tx.db.tables.timers
         await tx.conn.execute(
-            sa.update(care_followups)
-            .where(care_followups.c.timer_key.in_(keys))
-            .values(status="cancelled", status_at=tx.now)
+            sa.update(timers_table)
+            .where(
+                timers_table.c.kind == FOLLOWUP_TIMER,
+                timers_table.c.key.in_(keys),
+                timers_table.c.fired_at.is_(None),
+                timers_table.c.cancelled_at.is_(None),
+            )
+            .values(cancelled_at=utcnow())
         )
     return len(keys)
 
@@ -123,8 +149,7 @@ async def evaluate_churn(
 ) -> list[str]:
     """Raise `care.churn_risk.v1` when signals are present and no alert went out within the cooldown."""
     rules = tx.policy.care.churn
-    await ledger.ensure_customer(tx, customer_id)
-    account = await ledger.lock_customer(tx, customer_id)
+    account = await ledger.lock_or_create_customer(tx, customer_id)
     tier = CustomerTier(account["tier"])
     if tier_hint is not None and account["tier_year"] is None:
         # Loyalty has no purchases for this customer yet: trust the tier the case carried.
