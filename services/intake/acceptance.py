@@ -111,7 +111,15 @@ class IntakeService:
     async def _accept(self, conn: AsyncConnection, sub: Submission, now: datetime) -> Answer:
         complaint = sub.complaint
         scope = f"intake:{complaint.channel.value}"
-        if sub.verified and not await store.claim_signature(conn, sub.verified.digest, sub.verified.key_id, now):
+        arrival = None
+        if sub.verified and store.can_arrive(conn):
+            arrival = await store.arrive(
+                conn, sub.verified.digest, sub.verified.key_id, now, complaint.channel.value, complaint.external_ref,
+                complaint.contact,
+            )
+            if not arrival.claimed:
+                raise replayed()
+        elif sub.verified and not await store.claim_signature(conn, sub.verified.digest, sub.verified.key_id, now):
             raise replayed()
         if sub.idempotency_key:
             stored = await stored_answer(conn, self.runtime.db, scope, sub.idempotency_key, sub.body_hash)
@@ -119,12 +127,15 @@ class IntakeService:
                 log.info("idempotency key replayed for complaint %s", stored[1].get("complaint_id"))
                 return Answer(stored[0], stored[1], replayed=True)
         if complaint.external_ref:
-            earlier = await store.message_by_ref(conn, complaint.channel.value, complaint.external_ref)
+            earlier = (
+                arrival.earlier if arrival else await store.message_by_ref(conn, complaint.channel.value,
+                                                                           complaint.external_ref)
+            )
             if earlier:
                 log.info("message %s re-sent on %s; answering as the first time", earlier["id"], complaint.channel)
                 await self._remember(conn, sub, scope, 202, earlier["answer"])
                 return Answer(202, earlier["answer"], replayed=True)
-        answer = await self._new_message(conn, sub, now)
+        answer = await self._new_message(conn, sub, now, arrival.directory if arrival else None)
         await self._remember(conn, sub, scope, 202, answer)
         return Answer(202, answer)
 
@@ -136,9 +147,11 @@ class IntakeService:
             if not won:
                 raise directory.ConcurrentChange("the same Idempotency-Key is being used by another request")
 
-    async def _new_message(self, conn: AsyncConnection, sub: Submission, now: datetime) -> dict[str, Any]:
+    async def _new_message(
+        self, conn: AsyncConnection, sub: Submission, now: datetime, found: directory.Lookup | None
+    ) -> dict[str, Any]:
         complaint = sub.complaint
-        resolution = await directory.resolve_customer(conn, complaint.contact, now)
+        resolution = await directory.resolve_customer(conn, complaint.contact, now, found)
         rule = self.policy.follow_up
         message = NewMessage(complaint.text, complaint.order_ref, now, _replies_to(complaint))
         prior, match = 0, None

@@ -10,8 +10,10 @@ the surviving id. A contact already owned by a real (non-provisional) customer i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,7 +60,7 @@ def contact_keys(hints: ContactHints) -> list[ContactKey]:
 _MAX_KEYS = 3
 _owner_row = customers.alias("owner_row")
 _survivor_row = customers.alias("survivor_row")
-_DIRECTORY_ROWS = sa.union_all(
+DIRECTORY_ROWS = sa.union_all(
     sa.select(
         contacts.c.kind, contacts.c.value, contacts.c.customer_id, _owner_row.c.provisional,
         _owner_row.c.merged_into, _survivor_row.c.provisional.label("survivor_provisional"),
@@ -82,26 +84,42 @@ _DIRECTORY_ROWS = sa.union_all(
 )
 
 
-async def _lookup(
-    conn: AsyncConnection, keys: list[ContactKey], customer_id: str | None
-) -> tuple[dict[ContactKey, str], dict[str, _Customer]]:
-    """The owners of ``keys`` and the customer rows of them and of ``customer_id`` (with their survivors)."""
-    if not keys and not customer_id:
-        return {}, {}
-    params: dict[str, str | None] = {"customer_id": customer_id}
+@dataclass
+class Lookup:
+    """The directory rows of one message: who owns each of its contacts, and the customers involved."""
+
+    owners: dict[ContactKey, str] = field(default_factory=dict)
+    known: dict[str, _Customer] = field(default_factory=dict)
+
+
+def lookup_params(hints: ContactHints) -> dict[str, str | None]:
+    """The bind parameters of ``DIRECTORY_ROWS`` for a message's contacts (unused slots match nothing)."""
+    keys = contact_keys(hints)
+    params: dict[str, str | None] = {"customer_id": hints.customer_id}
     for i in range(_MAX_KEYS):
         kind, value = keys[i] if i < len(keys) else (None, None)
         params[f"kind{i}"], params[f"value{i}"] = kind, value
-    owners: dict[ContactKey, str] = {}
-    known: dict[str, _Customer] = {}
-    for row in await conn.execute(_DIRECTORY_ROWS, params):
+    return params
+
+
+def read_lookup(rows: Iterable[Any]) -> Lookup:
+    """A ``Lookup`` from rows with the columns of ``DIRECTORY_ROWS`` (rows whose columns are all NULL add nothing)."""
+    found = Lookup()
+    for row in rows:
         if row.kind is not None:
-            owners[(row.kind, row.value)] = row.customer_id
+            found.owners[(row.kind, row.value)] = row.customer_id
         if row.provisional is not None:
-            known[row.customer_id] = _Customer(row.provisional, row.merged_into)
+            found.known[row.customer_id] = _Customer(row.provisional, row.merged_into)
         if row.merged_into and row.survivor_provisional is not None:
-            known[row.merged_into] = _Customer(row.survivor_provisional, row.survivor_merged_into)
-    return owners, known
+            found.known[row.merged_into] = _Customer(row.survivor_provisional, row.survivor_merged_into)
+    return found
+
+
+async def lookup(conn: AsyncConnection, hints: ContactHints) -> Lookup:
+    """The directory rows of a message's contacts and of the customer it names."""
+    if not contact_keys(hints) and not hints.customer_id:
+        return Lookup()
+    return read_lookup(await conn.execute(DIRECTORY_ROWS, lookup_params(hints)))
 
 
 class _Directory:
@@ -148,15 +166,19 @@ _MERGE_CUSTOMERS = (
 )
 
 
-async def resolve_customer(conn: AsyncConnection, hints: ContactHints, now: datetime) -> Resolution:
+async def resolve_customer(
+    conn: AsyncConnection, hints: ContactHints, now: datetime, found: Lookup | None = None
+) -> Resolution:
     """The customer of a message, creating a provisional one and linking contacts as the message proves.
 
     New customers and new contacts are written at commit (``defer_insert``): when another request adds the
     same one meanwhile, the commit fails with an IntegrityError and the message is accepted again.
+    ``found``: the message's directory rows when they were read already (see ``store.arrive``).
     """
     keys = contact_keys(hints)
-    owners, known = await _lookup(conn, keys, hints.customer_id)
-    directory = _Directory(conn, now, known)
+    found = found if found is not None else await lookup(conn, hints)
+    owners = found.owners
+    directory = _Directory(conn, now, found.known)
     created = False
     if hints.customer_id:
         target = directory.canonical(hints.customer_id)

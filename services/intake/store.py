@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.intake.channels.base import ContactHints
+from services.intake.directory import DIRECTORY_ROWS, Lookup, lookup_params, read_lookup
 from services.intake.models import complaints, customers, messages, timeline, used_signatures
 from services.intake.policy import OpenComplaint
 from shared.db import UtcDateTime, defer_insert, insert_ignore
@@ -55,6 +57,62 @@ async def message_by_ref(conn: AsyncConnection, channel: str, external_ref: str)
     """The message a channel already sent under this reference: its id and the answer it got."""
     row = (await conn.execute(_MESSAGE_BY_REF, {"channel": channel, "external_ref": external_ref})).first()
     return {"id": row.id, "answer": row.answer} if row else None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What one signed message finds as it arrives: whether its signature was new, an earlier message with its
+    external reference, and its directory rows."""
+
+    claimed: bool
+    earlier: dict[str, Any] | None
+    directory: Lookup
+
+
+@lru_cache(maxsize=1)
+def _arrival_query() -> sa.Select:
+    """Claim the signature, find the message by reference and read the directory rows: one PostgreSQL statement.
+
+    One row per directory row, each carrying the claim and the earlier message (one row of NULLs when the
+    directory has none). The claim is a data-modifying CTE: it runs once whether or not a row reads it.
+    """
+    claim = (
+        postgresql.insert(used_signatures)
+        .values(digest=sa.bindparam("digest", type_=sa.String), key_id=sa.bindparam("key_id", type_=sa.String),
+                seen_at=sa.bindparam("seen_at", type_=UtcDateTime))
+        .on_conflict_do_nothing()
+        .returning(used_signatures.c.digest)
+        .cte("claim")
+    )
+    same_ref = (
+        messages.c.channel == sa.bindparam("channel", type_=sa.String),
+        messages.c.external_ref == sa.bindparam("external_ref", type_=sa.String),
+    )
+    head = sa.select(
+        sa.select(sa.func.count()).select_from(claim).scalar_subquery().label("claimed"),
+        sa.select(messages.c.id).where(*same_ref).scalar_subquery().label("earlier_id"),
+        sa.select(messages.c.answer).where(*same_ref).scalar_subquery().label("earlier_answer"),
+    ).subquery("head")
+    rows = DIRECTORY_ROWS.subquery("directory")
+    return sa.select(head, rows).select_from(head.outerjoin(rows, sa.true()))
+
+
+def can_arrive(conn: AsyncConnection) -> bool:
+    """Whether ``arrive`` can do its work in one statement here (PostgreSQL)."""
+    return conn.dialect.name == "postgresql"
+
+
+async def arrive(
+    conn: AsyncConnection, digest: str, key_id: str, now: datetime, channel: str, external_ref: str | None,
+    hints: ContactHints,
+) -> Arrival:
+    """``claim_signature``, ``message_by_ref`` and ``directory.lookup`` in one round trip (PostgreSQL only)."""
+    params = {"digest": digest, "key_id": key_id, "seen_at": now, "channel": channel, "external_ref": external_ref,
+              **lookup_params(hints)}
+    rows = (await conn.execute(_arrival_query(), params)).all()
+    first = rows[0]
+    earlier = {"id": first.earlier_id, "answer": first.earlier_answer} if first.earlier_id is not None else None
+    return Arrival(bool(first.claimed), earlier, read_lookup(rows))
 
 
 @dataclass(frozen=True)
