@@ -57,3 +57,42 @@ def test_first_messages_of_a_new_contact_at_once_make_one_customer(intake: Intak
     answers = _race(intake, "generic", bodies)
     assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
     assert len({a.json()["customer_id"] for a in answers}) == 1
+
+
+def test_different_messages_at_once_are_each_stored_once_with_their_message_and_timeline(intake: Intake) -> None:
+    """Messages accepted together (one shared transaction) each keep their own complaint, message and timeline."""
+    texts = ["The kettle leaks.", "The courier was rude.", "Points expired early.", "Screen flickers.",
+             "App crashes on login.", "Refund never arrived.", "Wrong colour delivered.", "Charger sparks."]
+    bodies = [
+        json.dumps({"source": "partner", "external_id": unique("m"), "text": text,
+                    "email": f"{unique('many')}@example.com"}).encode()
+        for text in texts
+    ]
+    answers = _race(intake, "generic", bodies)
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    assert [a.json()["outcome"] for a in answers] == ["created"] * len(texts)
+    assert len({a.json()["complaint_id"] for a in answers}) == len(texts)
+    assert len({a.json()["customer_id"] for a in answers}) == len(texts)
+    with intake.operator() as client:
+        for answer, text in zip(answers, texts, strict=True):
+            view = client.get(f"/v1/complaints/{answer.json()['complaint_id']}").json()
+            assert view["text"] == text
+            assert [m["id"] for m in view["messages"]] == [answer.json()["message_id"]]
+            assert [t["event_type"] for t in view["timeline"]] == ["complaint.received.v1"]
+
+
+def test_messages_of_one_new_customer_at_once_all_land_under_it(intake: Intake) -> None:
+    """The first messages naming a new customer id race to create it: one customer, every complaint listed."""
+    customer_id = unique("C-race")
+    texts = ["The kettle leaks at the base.", "The courier threw my parcel over the fence.",
+             "My loyalty points expired a month early.", "The TV screen flickers every evening."]
+    bodies = [
+        json.dumps({"source": "crm", "external_id": unique("c"), "text": text, "customer_id": customer_id}).encode()
+        for text in texts
+    ]
+    answers = _race(intake, "generic", bodies)
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    assert {a.json()["customer_id"] for a in answers} == {customer_id}
+    with intake.operator() as client:
+        listed = client.get("/v1/complaints", params={"customer_id": customer_id}).json()
+    assert {item["id"] for item in listed["items"]} == {a.json()["complaint_id"] for a in answers}
