@@ -17,6 +17,7 @@ Built for a million customers:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.recovery.decision import Decision
@@ -34,7 +36,14 @@ from services.recovery.models import compensation_ledger, compensations, custome
 from services.recovery.money import remedy_value_minor
 from services.recovery.policy import RecoveryPolicy
 from services.recovery.settings import Settings
-from services.recovery.store import id_in, insert_for, insert_ignore_many, new_id, prior_compensations
+from services.recovery.store import (
+    id_in,
+    insert_for,
+    insert_ignore_many,
+    new_id,
+    ordered_ids,
+    prior_compensations,
+)
 from shared.db import Database, UtcDateTime, utcnow
 from shared.envelope import Envelope, new_event
 from shared.events.compensation import CompensationIssued, IncidentCompleted, Remedy
@@ -57,6 +66,63 @@ class _Group:
     rows: list[sa.RowMapping] = field(default_factory=list)
 
 
+_t = incident_targets.c
+# The next queued customers in arrival order, with their projected tier; built once.
+_CLAIM = (
+    sa.select(_t.seq, _t.incident_id, _t.customer_id, customers.c.tier)
+    .select_from(incident_targets.outerjoin(customers, customers.c.customer_id == _t.customer_id))
+    .where(_t.seq > sa.bindparam("after", type_=sa.BigInteger))
+    .order_by(_t.seq)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .with_for_update(of=incident_targets, skip_locked=True)
+)
+
+# One group (incident, tier) of a batch in one round trip (PostgreSQL): the compensations from two
+# arrays, the ledger entry of each one created (entry id = compensation id), the queue rows removed.
+# A customer compensated already conflicts on (incident, customer) and is not returned.
+_WRITE_GROUP = (
+    sa.text(
+        """
+WITH todo AS (
+    SELECT * FROM unnest(:ids, :customers) AS u(compensation_id, customer_id)
+), created AS (
+    INSERT INTO compensations (
+        compensation_id, customer_id, incident_id, reason, status, customer_tier, options, default_option_id,
+        chosen_option_id, customer_may_choose, acting_role, value_minor, currency, reasons, policy_version,
+        decided_by, correlation_id, created_at, updated_at)
+    SELECT compensation_id, customer_id, CAST(:incident_id AS varchar), 'incident', CAST(:status AS varchar),
+        CAST(:tier AS varchar), CAST(:options AS json), CAST(:default_option_id AS varchar),
+        CAST(:chosen_option_id AS varchar), false, CAST(:acting_role AS varchar), CAST(:value AS bigint),
+        CAST(:currency AS varchar), CAST(:reasons AS json), CAST(:policy_version AS varchar),
+        CAST(:decided_by AS varchar), CAST(:correlation_id AS varchar), :now, :now
+    FROM todo
+    ON CONFLICT DO NOTHING
+    RETURNING compensation_id, customer_id
+), entries AS (
+    INSERT INTO compensation_ledger (
+        id, compensation_id, entry_kind, customer_id, incident_id, reason, kind, option_id, amount_minor,
+        currency, points, percent, value_minor, actor, issued_at)
+    SELECT compensation_id, compensation_id, 'issue', customer_id, CAST(:incident_id AS varchar), 'incident',
+        CAST(:kind AS varchar), CAST(:chosen_option_id AS varchar), CAST(:amount AS bigint),
+        CAST(:currency AS varchar), CAST(:points AS integer), CAST(:percent AS integer), CAST(:value AS bigint),
+        CAST(:decided_by AS varchar), :now
+    FROM created WHERE CAST(:pays AS boolean)
+), served AS (
+    DELETE FROM incident_targets WHERE seq = ANY(:seqs)
+)
+SELECT compensation_id, customer_id FROM created
+"""
+    )
+    .bindparams(
+        sa.bindparam("ids", type_=ARRAY(sa.String)),
+        sa.bindparam("customers", type_=ARRAY(sa.String)),
+        sa.bindparam("seqs", type_=ARRAY(sa.BigInteger)),
+        sa.bindparam("now", type_=UtcDateTime),
+    )
+    .columns(compensation_id=sa.String, customer_id=sa.String)
+)
+
+
 def _pointer(group: _Group) -> list[str]:
     incident = group.incident
     return [f"incident.{incident['incident_id']}: the {group.tier.value} remedy declared by {incident['declared_by']}"]
@@ -70,8 +136,11 @@ class FanOut:
         self.emitter = emitter
         self.policy = policy
         self.settings = settings
-        # (incident_id, customer_id) of the last claimed row: the next claim starts after it.
-        self._cursor: tuple[str, str] | None = None
+        # `seq` of the last claimed row: the next claim starts after it (the queue only grows ahead of it).
+        self._cursor = 0
+        self._swept_at = time.monotonic()
+        # The immutable columns of the incidents being fanned out (remedy, role, ids): read once, not per batch.
+        self._incidents: dict[str, sa.RowMapping] = {}
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         """Collect segments and fan out until `stopping()` is true, throttled to the configured rate."""
@@ -80,7 +149,8 @@ class FanOut:
                 started = time.monotonic()
                 collected = await collect_once(self.db, self.policy, self.settings.incident_collect_chunk)
                 issued = await self.fan_out_once()
-                await self.complete_finished()
+                if not issued:
+                    await self.complete_finished()
             except Exception as exc:
                 log.warning("incident fan-out failed, retrying: %s", exc)
                 await asyncio.sleep(1)
@@ -115,29 +185,32 @@ class FanOut:
 
     async def _batch(self, limit: int) -> int:
         async with self.db.transaction() as conn:
-            rows = await self._claim(conn, limit, self._cursor)
-            if not rows and self._cursor is not None:
-                # Sweep from the start once: rows skipped while locked elsewhere, or queued behind us.
-                rows = await self._claim(conn, limit, None)
+            rows = await self._claim_next(conn, limit)
             if not rows:
-                self._cursor = None
                 return 0
             await self._issue(conn, rows)
-        self._cursor = (rows[-1]["incident_id"], rows[-1]["customer_id"])
+        self._cursor = rows[-1]["seq"]
         return len(rows)
 
-    async def _claim(self, conn: AsyncConnection, limit: int, after: tuple[str, str] | None) -> list[sa.RowMapping]:
-        t = incident_targets.c
-        query = (
-            sa.select(t.incident_id, t.customer_id, customers.c.tier)
-            .select_from(incident_targets.outerjoin(customers, customers.c.customer_id == t.customer_id))
-            .order_by(t.incident_id, t.customer_id)
-            .limit(limit)
-            .with_for_update(of=incident_targets, skip_locked=True)
-        )
-        if after is not None:
-            query = query.where(sa.tuple_(t.incident_id, t.customer_id) > after)
-        return list((await conn.execute(query)).mappings())
+    async def _claim_next(self, conn: AsyncConnection, limit: int) -> list[sa.RowMapping]:
+        """The next queued customers after the cursor; from the start of the queue once in a while.
+
+        A row lands behind the cursor only when another replica that had it locked rolled back,
+        or when two incidents' lists were queued by overlapping transactions: the periodic sweep
+        from the start serves those. It is not done on every empty claim, because the queue's
+        index still holds the served rows until vacuum and a scan from the start walks them all.
+        """
+        rows = await self._claim(conn, limit, self._cursor)
+        if rows or not self._cursor:
+            return rows
+        if time.monotonic() - self._swept_at < self.settings.incident_sweep_seconds:
+            return rows
+        self._swept_at = time.monotonic()
+        self._cursor = 0
+        return await self._claim(conn, limit, 0)
+
+    async def _claim(self, conn: AsyncConnection, limit: int, after: int) -> list[sa.RowMapping]:
+        return list((await conn.execute(_CLAIM, {"after": after, "limit": limit})).mappings())
 
     async def _issue(self, conn: AsyncConnection, rows: list[sa.RowMapping]) -> None:
         now = utcnow()
@@ -146,22 +219,14 @@ class FanOut:
         for group in await self._groups(conn, rows, now):
             incident_id = group.incident["incident_id"]
             tally = counts.setdefault(incident_id, {"issued": 0, "skipped": 0, "total": 0})
-            customer_ids = [r["customer_id"] for r in group.rows]
             remedy = group.decision.option() if group.decision.compensates else None
             value = remedy_value_minor(remedy, self.policy, group.tier) if remedy else 0
-            created = await self._compensations(conn, customer_ids, group, remedy, value, now)
+            created = await self._write(conn, group, remedy, value, now)
             # A customer compensated already (queued again by a late retry) is not a new one.
-            tally["total"] -= len(customer_ids) - len(created)
-            await conn.execute(
-                sa.delete(incident_targets).where(
-                    incident_targets.c.incident_id == incident_id,
-                    id_in(conn, incident_targets.c.customer_id, customer_ids),
-                )
-            )
+            tally["total"] -= len(group.rows) - len(created)
             if remedy is None:
                 tally["skipped"] += len(created)
                 continue
-            await self._ledger(conn, [cid for cid, _ in created], group, remedy, value, now)
             envelopes.extend(self._events(group, created, remedy, value, now))
             tally["issued"] += len(created)
         await self.emitter.emit_envelopes(conn, envelopes)
@@ -177,10 +242,18 @@ class FanOut:
                 )
             )
 
+    async def _incident_rows(self, conn: AsyncConnection, ids: set[str]) -> dict[str, sa.RowMapping]:
+        """The incidents of a batch, read from the database only the first time they are seen."""
+        missing = ids - self._incidents.keys()
+        if missing:
+            if len(self._incidents) > 1000:
+                self._incidents.clear()
+            found = await conn.execute(sa.select(incidents).where(incidents.c.incident_id.in_(missing)))
+            self._incidents.update({r["incident_id"]: r for r in found.mappings()})
+        return {i: self._incidents[i] for i in ids}
+
     async def _groups(self, conn: AsyncConnection, rows: list[sa.RowMapping], now: datetime) -> list[_Group]:
-        ids = {r["incident_id"] for r in rows}
-        found = await conn.execute(sa.select(incidents).where(incidents.c.incident_id.in_(ids)))
-        by_id = {r["incident_id"]: r for r in found.mappings()}
+        by_id = await self._incident_rows(conn, {r["incident_id"] for r in rows})
         remedies = {i: Remedy.model_validate(r["remedy"]) if r["remedy"] else None for i, r in by_id.items()}
         groups: dict[tuple[str, str], _Group] = {}
         for row in rows:
@@ -200,6 +273,67 @@ class FanOut:
                 groups[key] = _Group(incident, tier, decision)
             groups[key].rows.append(row)
         return list(groups.values())
+
+    async def _write(
+        self, conn: AsyncConnection, group: _Group, remedy: Remedy | None, value: int, now: datetime
+    ) -> list[tuple[str, str]]:
+        """The group's compensations, their ledger entries and their removal from the queue.
+
+        On PostgreSQL one statement does all three from two arrays (ids, customers); the ids are
+        time-ordered, so the compensations' and the ledger's key indexes grow at their right edge.
+        Returns (compensation id, customer id) of the compensations this call created.
+        """
+        customer_ids = [r["customer_id"] for r in group.rows]
+        if not self.db.is_postgres:
+            return await self._write_portable(conn, customer_ids, group, remedy, value, now)
+        incident, decision = group.incident, group.decision
+        params = {
+            "ids": ordered_ids(len(customer_ids)),
+            "customers": customer_ids,
+            "seqs": [r["seq"] for r in group.rows],
+            "incident_id": incident["incident_id"],
+            "status": "issued" if remedy else "skipped",
+            "tier": group.tier.value,
+            "options": json.dumps([o.model_dump(mode="json") for o in decision.options]),
+            "default_option_id": decision.default_option_id,
+            "chosen_option_id": remedy.option_id if remedy else None,
+            "acting_role": incident["declared_role"],
+            "value": value,
+            "currency": decision.currency,
+            # Reasons shared by the whole tier live once on the incident (`decisions`), not a million times.
+            "reasons": json.dumps([] if group.shared_reasons else decision.reasons),
+            "policy_version": decision.policy_version,
+            "decided_by": incident["declared_by"],
+            "correlation_id": incident["correlation_id"],
+            "now": now,
+            "pays": remedy is not None,
+            "kind": remedy.kind if remedy else None,
+            "amount": remedy.amount_minor if remedy else 0,
+            "points": remedy.points if remedy else 0,
+            "percent": remedy.percent if remedy else 0,
+        }
+        return [(r.compensation_id, r.customer_id) for r in await conn.execute(_WRITE_GROUP, params)]
+
+    async def _write_portable(
+        self,
+        conn: AsyncConnection,
+        customer_ids: list[str],
+        group: _Group,
+        remedy: Remedy | None,
+        value: int,
+        now: datetime,
+    ) -> list[tuple[str, str]]:
+        """`_write` for SQLite (no data-modifying CTEs, no arrays): three set-based statements."""
+        created = await self._compensations(conn, customer_ids, group, remedy, value, now)
+        await conn.execute(
+            sa.delete(incident_targets).where(
+                incident_targets.c.incident_id == group.incident["incident_id"],
+                id_in(conn, incident_targets.c.customer_id, customer_ids),
+            )
+        )
+        if remedy is not None:
+            await self._ledger(conn, [cid for cid, _ in created], group, remedy, value, now)
+        return created
 
     async def _compensations(
         self,
@@ -314,10 +448,12 @@ class FanOut:
             # One emit span for the whole group joins the incident's trace (not one per customer).
             traceparent=event_traceparent(incident["correlation_id"], CompensationIssued.event_type),
         )
+        # Time-ordered event ids: the outbox's event id index grows at its right edge.
+        event_ids = ordered_ids(len(created))
         return [
             template.model_copy(
                 update={
-                    "id": str(uuid.uuid4()),
+                    "id": event_id,
                     "partitionkey": customer_id,
                     "data": {
                         **template.data,
@@ -327,23 +463,17 @@ class FanOut:
                     },
                 }
             )
-            for compensation_id, customer_id in created
+            for event_id, (compensation_id, customer_id) in zip(event_ids, created, strict=True)
         ]
 
     async def _fail_next(self, error: str) -> int:
         """Record the next queued customer as failed (its batch of one keeps failing), so the rest go on."""
         async with self.db.transaction() as conn:
-            rows = await self._claim(conn, 1, self._cursor) or await self._claim(conn, 1, None)
+            rows = await self._claim(conn, 1, self._cursor) or await self._claim(conn, 1, 0)
             if not rows:
                 return 0
             row, now = rows[0], utcnow()
-            self._cursor = (row["incident_id"], row["customer_id"])
-            t = incident_targets.c
-            await conn.execute(
-                sa.delete(incident_targets).where(
-                    t.incident_id == row["incident_id"], t.customer_id == row["customer_id"]
-                )
-            )
+            await conn.execute(sa.delete(incident_targets).where(incident_targets.c.seq == row["seq"]))
             await insert_ignore_many(
                 conn,
                 compensations,
@@ -369,7 +499,8 @@ class FanOut:
                 .where(incidents.c.incident_id == row["incident_id"])
                 .values(failed=incidents.c.failed + 1, updated_at=now)
             )
-            return 1
+        self._cursor = row["seq"]
+        return 1
 
     async def complete_finished(self) -> int:
         """Close running incidents with nothing queued, announcing incident.completed.v1 once."""

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.recovery.decision import Decision, DecisionRequest, decide
@@ -25,7 +26,7 @@ from services.recovery.policy import RecoveryPolicy
 from services.recovery.schemas import IncidentIn, SegmentIn
 from services.recovery.store import id_in, insert_ignore_many
 from shared.auth import Operator
-from shared.db import Database, utcnow
+from shared.db import Database, UtcDateTime, utcnow
 from shared.events.compensation import IncidentDeclared, Remedy
 from shared.events.vocabulary import CustomerTier, Role
 from shared.outbox import Emitter
@@ -144,11 +145,42 @@ async def declare(
     return row
 
 
+# A part of a list in one round trip (PostgreSQL): the ids as one array, queued unless queued or
+# compensated already, in the order given; the incident's total grows by how many were new.
+_QUEUE = (
+    sa.text(
+        """
+WITH added AS (
+    INSERT INTO incident_targets (incident_id, customer_id)
+    SELECT CAST(:incident_id AS varchar), u.customer_id FROM unnest(:ids) WITH ORDINALITY AS u(customer_id, n)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM compensations c
+        WHERE c.incident_id = CAST(:incident_id AS varchar) AND c.customer_id = u.customer_id)
+    ORDER BY u.n
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), counted AS (
+    SELECT count(*) AS n FROM added
+), grown AS (
+    UPDATE incidents SET total = total + counted.n, updated_at = :now FROM counted
+    WHERE incident_id = CAST(:incident_id AS varchar) AND counted.n > 0
+)
+SELECT n FROM counted
+"""
+    )
+    .bindparams(sa.bindparam("ids", type_=ARRAY(sa.String)), sa.bindparam("now", type_=UtcDateTime))
+    .columns(n=sa.BigInteger)
+)
+
+
 async def queue_customers(
     conn: AsyncConnection, policy: RecoveryPolicy, incident_id: str, customer_ids: list[str]
 ) -> int:
     """Queue customers of an incident; ids already queued or compensated are ignored. Returns how many were new."""
     wanted = list(dict.fromkeys(customer_ids))
+    if conn.dialect.name == "postgresql":
+        params = {"incident_id": incident_id, "ids": wanted, "now": utcnow()}
+        return int((await conn.execute(_QUEUE, params)).scalar_one())
     served = set(
         (
             await conn.execute(
@@ -190,8 +222,9 @@ async def add_customers(
         raise ProblemError(
             409, "Conflict", f"incident {incident_id} takes no more customers ({row['status']})", code="list-closed"
         )
-    await queue_customers(conn, policy, incident_id, customer_ids)
-    return await lock_incident(conn, incident_id)
+    added = await queue_customers(conn, policy, incident_id, customer_ids)
+    # The row is locked: what the part added is all that changed in it.
+    return {**row, "total": int(row["total"]) + added, "updated_at": utcnow() if added else row["updated_at"]}
 
 
 async def complete_list(conn: AsyncConnection, incident_id: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@
 - `budgets`: spent and reserved value per department and month; its row is locked while a
   decision reads what is left, so budgets hold under concurrency.
 - `incidents`: declared incidents with their segment, remedy, decisions by tier, collection cursor
-  and counters; `incident_targets`: the customers still to compensate (a lean queue: two columns,
-  one index, each row deleted in the transaction that issues its compensation).
+  and counters; `incident_targets`: the customers still to compensate (a lean queue in arrival order,
+  each row deleted in the transaction that issues its compensation).
 """
 
 import sqlalchemy as sa
@@ -185,11 +185,15 @@ incidents = sa.Table(
     sa.Index("ix_incidents_status", "status"),
 )
 
+# `seq` orders the queue by arrival: the fan-out's keyset cursor only moves forward, so customers
+# uploaded while it runs (in any id order) are always ahead of it and it never rescans served rows.
 incident_targets = sa.Table(
     "incident_targets",
     metadata,
-    sa.Column("incident_id", sa.String(60), primary_key=True),
-    sa.Column("customer_id", sa.String(100), primary_key=True),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.String(60), nullable=False),
+    sa.Column("customer_id", sa.String(100), nullable=False),
+    sa.UniqueConstraint("incident_id", "customer_id", name="uq_incident_targets_customer"),
 )
 
 STATUSES = ("pending_approval", "offered", "issued", "rejected", "reversed", "skipped", "failed")

@@ -27,3 +27,9 @@ class Settings(ServiceSettings):
         default=10_000, ge=100, le=100_000, description="Segment customers queued per transaction."
     )
     incident_poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Idle wait of the fan-out worker.")
+    incident_sweep_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often the fan-out looks again from the start of its queue for customers left behind.",
+    )
