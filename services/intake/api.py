@@ -71,9 +71,11 @@ async def _verified(request: Request, runtime: Runtime, channel: Channel, raw: b
     verified = authenticate(
         settings.keys_for(channel), channel.value, request.headers, raw, time.time(), settings.signature_window_seconds
     )
-    limiter = runtime.state.setdefault(
-        "channel_limiter", RateLimiter(settings.channel_rate_per_second, settings.channel_rate_burst)
-    )
+    limiter = runtime.state.get("channel_limiter")
+    if limiter is None:  # made once per process, not built and thrown away on every request
+        limiter = runtime.state["channel_limiter"] = RateLimiter(
+            settings.channel_rate_per_second, settings.channel_rate_burst
+        )
     limiter.enforce(verified.key_id, f"channel key {verified.key_id}")  # type: ignore[attr-defined]
     return verified
 
