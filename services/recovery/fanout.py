@@ -205,8 +205,8 @@ class FanOut:
             return rows
         if time.monotonic() - self._swept_at < self.settings.incident_sweep_seconds:
             return rows
+        # Found rows move the cursor back to them (set after commit); finding none leaves it where it was.
         self._swept_at = time.monotonic()
-        self._cursor = 0
         return await self._claim(conn, limit, 0)
 
     async def _claim(self, conn: AsyncConnection, limit: int, after: int) -> list[sa.RowMapping]:
