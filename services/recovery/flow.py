@@ -33,7 +33,7 @@ from services.recovery.store import (
 )
 from shared import timers
 from shared.auth import Operator
-from shared.db import Database, utcnow
+from shared.db import Database, defer_insert, utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.compensation import (
@@ -282,7 +282,8 @@ async def _issue(
         ),
         row["case_id"] or row.get("incident_id") or row["customer_id"],
     )
-    await conn.execute(sa.insert(compensation_ledger).values(**ledger_entry(row, remedy, value, entry_id, now, actor)))
+    # Nothing reads the entry back in this transaction: it is written with the others of the batch, at commit.
+    await defer_insert(conn, compensation_ledger, [ledger_entry(row, remedy, value, entry_id, now, actor)])
     row.update(
         status="issued", chosen_option_id=remedy.option_id, value_minor=value, last_event_id=env.id, updated_at=now
     )

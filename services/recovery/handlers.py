@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.recovery.decision import is_low_survey
 from services.recovery.flow import OFFER_TIMER, Trigger, expire, open_compensation
 from services.recovery.models import cases, customers
 from services.recovery.policy import RecoveryPolicy
-from services.recovery.store import get_case, tier_of, upsert
-from shared.consumer import Handler, HandlerContext
+from services.recovery.store import get_case, insert_for, tier_of, upsert
+from shared.consumer import BatchableHandler, Handler, HandlerContext
 from shared.db import utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
@@ -50,26 +51,93 @@ async def _update_case(ctx: HandlerContext, case_id: str, **values: Any) -> None
     await ctx.conn.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**values, updated_at=utcnow()))
 
 
+def _routed_row(ctx: HandlerContext, event: EventData) -> dict[str, Any]:
+    assert isinstance(event, CaseRouted)
+    return {
+        "case_id": event.case_id,
+        "complaint_id": event.complaint_id,
+        "customer_id": event.customer_id,
+        "severity": event.severity.value,
+        "category": event.category.value,
+        "customer_tier": event.customer_tier.value,
+        "department": event.departments[0].value if event.departments else None,
+        "queue": event.queue,
+        "state": "open",
+        "correlation_id": ctx.envelope.correlationid,
+        "routed_at": event.routed_at,
+        "updated_at": utcnow(),
+    }
+
+
+async def _project_routed(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Upsert routed cases (distinct case ids) in one statement; a known case gets the routed columns."""
+    if not rows:
+        return
+    stmt = insert_for(conn, cases).values(rows)
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=["case_id"], set_={c: stmt.excluded[c] for c in CASE_COLUMNS})
+    )
+
+
+async def _project_resolved(ctx: HandlerContext, event: CaseResolved) -> tuple[str | None, bool]:
+    """Project a resolved case in one statement; returns its department and whether its SLA was breached.
+
+    The event's department wins, else the one projected from routing; a breach seen earlier stays.
+    """
+    c = cases.c
+    stmt = insert_for(ctx.conn, cases).values(
+        case_id=event.case_id,
+        complaint_id=event.complaint_id,
+        customer_id=event.customer_id,
+        severity=event.severity.value,
+        category=event.category.value,
+        customer_tier=event.customer_tier.value,
+        department=event.department,
+        queue=event.queue,
+        state="resolved",
+        first_handling=event.first_handling,
+        sla_breached=event.sla_breached,
+        resolution_code=event.resolution_code,
+        correlation_id=ctx.envelope.correlationid,
+        resolved_at=event.resolved_at,
+        updated_at=utcnow(),
+    )
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["case_id"],
+        set_={
+            "severity": new.severity,
+            "department": sa.func.coalesce(new.department, c.department),
+            "queue": new.queue,
+            "state": new.state,
+            "first_handling": new.first_handling,
+            "sla_breached": sa.or_(new.sla_breached, c.sla_breached),
+            "resolution_code": new.resolution_code,
+            "resolved_at": new.resolved_at,
+            "updated_at": new.updated_at,
+        },
+    ).returning(c.department, c.sla_breached)
+    row = (await ctx.conn.execute(stmt)).one()
+    return row.department, bool(row.sla_breached)
+
+
 def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
     """The consumers of recovery, bound to the policy loaded at start."""
 
     async def on_case_routed(ctx: HandlerContext, event: EventData) -> None:
-        assert isinstance(event, CaseRouted)
-        values = {
-            "case_id": event.case_id,
-            "complaint_id": event.complaint_id,
-            "customer_id": event.customer_id,
-            "severity": event.severity.value,
-            "category": event.category.value,
-            "customer_tier": event.customer_tier.value,
-            "department": event.departments[0].value if event.departments else None,
-            "queue": event.queue,
-            "state": "open",
-            "correlation_id": ctx.envelope.correlationid,
-            "routed_at": event.routed_at,
-            "updated_at": utcnow(),
-        }
-        await upsert(ctx.conn, cases, values, ["case_id"], CASE_COLUMNS)
+        await _project_routed(ctx.conn, [_routed_row(ctx, event)])
+
+    async def on_cases_routed(events: list[tuple[HandlerContext, EventData]]) -> None:
+        # One multi-row upsert per run of routed events; a case seen twice starts a new statement,
+        # because one statement may not update the same row twice (and the later event must win).
+        rows: list[dict[str, Any]] = []
+        for ctx, event in events:
+            row = _routed_row(ctx, event)
+            if any(r["case_id"] == row["case_id"] for r in rows):
+                await _project_routed(ctx.conn, rows)
+                rows = []
+            rows.append(row)
+        await _project_routed(events[0][0].conn, rows)
 
     async def on_case_escalated(ctx: HandlerContext, event: EventData) -> None:
         assert isinstance(event, CaseEscalated)
@@ -85,42 +153,7 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
 
     async def on_case_resolved(ctx: HandlerContext, event: EventData) -> None:
         assert isinstance(event, CaseResolved)
-        known = await get_case(ctx.conn, event.case_id)
-        department = event.department or (known["department"] if known else None)
-        values = {
-            "case_id": event.case_id,
-            "complaint_id": event.complaint_id,
-            "customer_id": event.customer_id,
-            "severity": event.severity.value,
-            "category": event.category.value,
-            "customer_tier": event.customer_tier.value,
-            "department": department,
-            "queue": event.queue,
-            "state": "resolved",
-            "first_handling": event.first_handling,
-            "sla_breached": event.sla_breached or bool(known and known["sla_breached"]),
-            "resolution_code": event.resolution_code,
-            "correlation_id": ctx.envelope.correlationid,
-            "resolved_at": event.resolved_at,
-            "updated_at": utcnow(),
-        }
-        await upsert(
-            ctx.conn,
-            cases,
-            values,
-            ["case_id"],
-            [
-                "severity",
-                "department",
-                "queue",
-                "state",
-                "first_handling",
-                "sla_breached",
-                "resolution_code",
-                "resolved_at",
-                "updated_at",
-            ],
-        )
+        department, sla_breached = await _project_resolved(ctx, event)
         trigger = Trigger(
             customer_id=event.customer_id,
             reason="case_resolved",
@@ -130,7 +163,7 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
             tier_hint=event.customer_tier,
             department=department,
             resolution_code=event.resolution_code,
-            sla_breached=bool(values["sla_breached"]),
+            sla_breached=sla_breached,
             first_handling_failed=not event.first_handling,
             acting_role=policy.approvals.automatic_role,
         )
@@ -138,11 +171,16 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
 
     async def on_sla_breached(ctx: HandlerContext, event: EventData) -> None:
         assert isinstance(event, CaseSlaBreached)
-        await _update_case(ctx, event.case_id, sla_breached=True)
         rule = policy.sla_breach
         if not rule.compensate_at_once or event.clock not in rule.clocks:
+            await _update_case(ctx, event.case_id, sla_breached=True)
             return
-        known = await get_case(ctx.conn, event.case_id)
+        department = await ctx.conn.scalar(
+            sa.update(cases)
+            .where(cases.c.case_id == event.case_id)
+            .values(sla_breached=True, updated_at=utcnow())
+            .returning(cases.c.department)
+        )
         trigger = Trigger(
             customer_id=event.customer_id,
             reason="sla_breach",
@@ -150,7 +188,7 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
             case_id=event.case_id,
             severity=event.severity,
             tier_hint=event.customer_tier,
-            department=known["department"] if known else None,
+            department=department,
             acting_role=policy.approvals.automatic_role,
             extra_reasons=[f"trigger: {event.clock} clock breached (due {event.due_at.isoformat()})"],
         )
@@ -179,7 +217,7 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
         await project_tier(ctx, event)
 
     return {
-        CaseRouted.event_type: on_case_routed,
+        CaseRouted.event_type: BatchableHandler(one=on_case_routed, many=on_cases_routed),
         CaseEscalated.event_type: on_case_escalated,
         CaseHandedOff.event_type: on_case_handed_off,
         CaseReopened.event_type: on_case_reopened,
