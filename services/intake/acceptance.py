@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.intake import directory, store
@@ -33,6 +33,18 @@ from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
+
+
+# Deadlock detected, serialization failure: PostgreSQL's own "run the transaction again". Messages sharing a
+# transaction write their rows together, so two such transactions can deadlock on the same new keys.
+_RUN_AGAIN_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def run_again(exc: BaseException) -> bool:
+    """Whether accepting a message again can succeed: another request changed the same rows at the same time."""
+    if isinstance(exc, (IntegrityError, directory.ConcurrentChange)):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RUN_AGAIN_SQLSTATES
 
 
 @dataclass(frozen=True)
@@ -98,8 +110,8 @@ class IntakeService:
                 # Concurrent requests share one transaction; a work whose group failed is run again alone,
                 # so the errors seen here are this message's own.
                 answer = await group.run(work)
-            except (IntegrityError, directory.ConcurrentChange) as exc:
-                if attempt == ATTEMPTS - 1:
+            except Exception as exc:
+                if not run_again(exc) or attempt == ATTEMPTS - 1:
                     raise
                 log.info("concurrent change while accepting a message, running it again: %s", type(exc).__name__)
                 continue
