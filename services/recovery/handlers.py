@@ -10,6 +10,7 @@ the first compensation and does nothing (the unique constraint is the last guard
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from services.recovery.decision import is_low_survey
 from services.recovery.flow import OFFER_TIMER, Trigger, expire, open_compensation
 from services.recovery.models import cases, customers
 from services.recovery.policy import RecoveryPolicy
-from services.recovery.store import get_case, insert_for, tier_of, upsert
+from services.recovery.store import dialect_insert, get_case, tier_of, upsert
 from shared.consumer import BatchableHandler, Handler, HandlerContext
 from shared.db import utcnow
 from shared.envelope import Envelope
@@ -38,6 +39,22 @@ from shared.events.vocabulary import Severity
 from shared.timers import TimerContext, TimerHandler
 
 CASE_COLUMNS = ("severity", "category", "customer_tier", "department", "queue", "state", "routed_at", "updated_at")
+RESOLVED_COLUMNS = (
+    "case_id",
+    "complaint_id",
+    "customer_id",
+    "severity",
+    "category",
+    "customer_tier",
+    "department",
+    "queue",
+    "first_handling",
+    "sla_breached",
+    "resolution_code",
+    "correlation_id",
+    "resolved_at",
+    "updated_at",
+)
 
 
 def _emitter(ctx: HandlerContext) -> Callable[[EventData, str | None], Awaitable[Envelope]]:
@@ -69,44 +86,29 @@ def _routed_row(ctx: HandlerContext, event: EventData) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _project_routed_stmt(dialect: str) -> Any:
+    stmt = dialect_insert(dialect, cases)
+    return stmt.on_conflict_do_update(index_elements=["case_id"], set_={c: stmt.excluded[c] for c in CASE_COLUMNS})
+
+
 async def _project_routed(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Upsert routed cases (distinct case ids) in one statement; a known case gets the routed columns."""
-    if not rows:
-        return
-    stmt = insert_for(conn, cases).values(rows)
-    await conn.execute(
-        stmt.on_conflict_do_update(index_elements=["case_id"], set_={c: stmt.excluded[c] for c in CASE_COLUMNS})
-    )
+    """Upsert routed cases, in order, in one round trip; a known case gets the routed columns."""
+    await conn.execute(_project_routed_stmt(conn.dialect.name), rows)
 
 
-async def _project_resolved(ctx: HandlerContext, event: CaseResolved) -> tuple[str | None, bool]:
-    """Project a resolved case in one statement; returns its department and whether its SLA was breached.
-
-    The event's department wins, else the one projected from routing; a breach seen earlier stays.
-    """
+@functools.cache
+def _project_resolved_stmt(dialect: str) -> Any:
     c = cases.c
-    stmt = insert_for(ctx.conn, cases).values(
-        case_id=event.case_id,
-        complaint_id=event.complaint_id,
-        customer_id=event.customer_id,
-        severity=event.severity.value,
-        category=event.category.value,
-        customer_tier=event.customer_tier.value,
-        department=event.department,
-        queue=event.queue,
-        state="resolved",
-        first_handling=event.first_handling,
-        sla_breached=event.sla_breached,
-        resolution_code=event.resolution_code,
-        correlation_id=ctx.envelope.correlationid,
-        resolved_at=event.resolved_at,
-        updated_at=utcnow(),
+    stmt = dialect_insert(dialect, cases).values(
+        {**{column: sa.bindparam(column) for column in RESOLVED_COLUMNS}, "state": "resolved"}
     )
     new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["case_id"],
         set_={
             "severity": new.severity,
+            # The event's department wins, else the one projected from routing; a breach seen earlier stays.
             "department": sa.func.coalesce(new.department, c.department),
             "queue": new.queue,
             "state": new.state,
@@ -117,7 +119,35 @@ async def _project_resolved(ctx: HandlerContext, event: CaseResolved) -> tuple[s
             "updated_at": new.updated_at,
         },
     ).returning(c.department, c.sla_breached)
-    row = (await ctx.conn.execute(stmt)).one()
+
+
+_BREACH = (
+    sa.update(cases)
+    .where(cases.c.case_id == sa.bindparam("b_case_id"))  # a column's own name is reserved in an UPDATE
+    .values(sla_breached=True, updated_at=sa.bindparam("now"))
+    .returning(cases.c.department)
+)
+
+
+async def _project_resolved(ctx: HandlerContext, event: CaseResolved) -> tuple[str | None, bool]:
+    """Project a resolved case in one statement; returns its department and whether its SLA was breached."""
+    params = {
+        "case_id": event.case_id,
+        "complaint_id": event.complaint_id,
+        "customer_id": event.customer_id,
+        "severity": event.severity.value,
+        "category": event.category.value,
+        "customer_tier": event.customer_tier.value,
+        "department": event.department,
+        "queue": event.queue,
+        "first_handling": event.first_handling,
+        "sla_breached": event.sla_breached,
+        "resolution_code": event.resolution_code,
+        "correlation_id": ctx.envelope.correlationid,
+        "resolved_at": event.resolved_at,
+        "updated_at": utcnow(),
+    }
+    row = (await ctx.conn.execute(_project_resolved_stmt(ctx.conn.dialect.name), params)).one()
     return row.department, bool(row.sla_breached)
 
 
@@ -128,16 +158,7 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
         await _project_routed(ctx.conn, [_routed_row(ctx, event)])
 
     async def on_cases_routed(events: list[tuple[HandlerContext, EventData]]) -> None:
-        # One multi-row upsert per run of routed events; a case seen twice starts a new statement,
-        # because one statement may not update the same row twice (and the later event must win).
-        rows: list[dict[str, Any]] = []
-        for ctx, event in events:
-            row = _routed_row(ctx, event)
-            if any(r["case_id"] == row["case_id"] for r in rows):
-                await _project_routed(ctx.conn, rows)
-                rows = []
-            rows.append(row)
-        await _project_routed(events[0][0].conn, rows)
+        await _project_routed(events[0][0].conn, [_routed_row(ctx, event) for ctx, event in events])
 
     async def on_case_escalated(ctx: HandlerContext, event: EventData) -> None:
         assert isinstance(event, CaseEscalated)
@@ -175,12 +196,7 @@ def make_handlers(policy: RecoveryPolicy) -> dict[str, Handler]:
         if not rule.compensate_at_once or event.clock not in rule.clocks:
             await _update_case(ctx, event.case_id, sla_breached=True)
             return
-        department = await ctx.conn.scalar(
-            sa.update(cases)
-            .where(cases.c.case_id == event.case_id)
-            .values(sla_breached=True, updated_at=utcnow())
-            .returning(cases.c.department)
-        )
+        department = await ctx.conn.scalar(_BREACH, {"b_case_id": event.case_id, "now": utcnow()})
         trigger = Trigger(
             customer_id=event.customer_id,
             reason="sla_breach",

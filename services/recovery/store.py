@@ -7,6 +7,7 @@ compensation lock its row first, then the budget row; they never take a customer
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -96,11 +97,83 @@ async def insert_ignore_many(
 
 def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
-    if conn.dialect.name == "postgresql":
+    return dialect_insert(conn.dialect.name, table)
+
+
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """The INSERT of the dialect named `dialect` (for statements built once per dialect)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(table)
+
+
+# Statements run for every case event are built once per dialect and run with parameters: building a
+# statement and computing its cache key costs more CPU than executing it.
+
+
+@functools.cache
+def _lock_customer_stmt(dialect: str) -> Any:
+    stmt = dialect_insert(dialect, customers).values(
+        customer_id=sa.bindparam("customer_id"), tier=None, updated_at=sa.bindparam("now")
+    )
+    # A conflicting row gets a no-op update, which locks it as SELECT ... FOR UPDATE would and returns it.
+    return stmt.on_conflict_do_update(index_elements=["customer_id"], set_={"tier": customers.c.tier}).returning(
+        *customers.c
+    )
+
+
+@functools.cache
+def _lock_budget_stmt(dialect: str) -> Any:
+    stmt = dialect_insert(dialect, budgets).values(
+        department=sa.bindparam("department"),
+        month=sa.bindparam("month"),
+        spent_minor=0,
+        reserved_minor=0,
+        updated_at=sa.bindparam("now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["department", "month"], set_={"updated_at": budgets.c.updated_at}
+    ).returning(budgets.c.spent_minor, budgets.c.reserved_minor)
+
+
+@functools.cache
+def _move_budget_stmt(dialect: str) -> Any:
+    stmt = dialect_insert(dialect, budgets).values(
+        department=sa.bindparam("department"),
+        month=sa.bindparam("month"),
+        spent_minor=sa.bindparam("spent"),
+        reserved_minor=sa.bindparam("reserved"),
+        updated_at=sa.bindparam("now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["department", "month"],
+        set_={
+            "reserved_minor": budgets.c.reserved_minor + stmt.excluded.reserved_minor,
+            "spent_minor": budgets.c.spent_minor + stmt.excluded.spent_minor,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
+_comp = compensations.c
+_PRIOR = sa.select(_comp.reason, _comp.value_minor, _comp.case_id, _comp.incident_id, _comp.status, _comp.created_at)
+_PRIOR_IN_WINDOW = _PRIOR.where(
+    _comp.customer_id == sa.bindparam("customer_id"), _comp.created_at >= sa.bindparam("since")
+)
+_PRIOR_IN_WINDOW_OR_CASE = _PRIOR.where(
+    _comp.customer_id == sa.bindparam("customer_id"),
+    sa.or_(_comp.created_at >= sa.bindparam("since"), _comp.case_id == sa.bindparam("case_id")),
+)
+_OTHER_CASES = sa.select(sa.func.count()).where(
+    cases.c.customer_id == sa.bindparam("customer_id"), cases.c.routed_at >= sa.bindparam("since")
+)
+_OTHER_CASES_THAN = _OTHER_CASES.where(cases.c.case_id != sa.bindparam("case_id"))
+_GET_CASE = sa.select(cases).where(cases.c.case_id == sa.bindparam("case_id"))
+_LOCK_COMPENSATION = (
+    sa.select(compensations).where(_comp.compensation_id == sa.bindparam("compensation_id")).with_for_update()
+)
 
 
 async def lock_customer(conn: AsyncConnection, customer_id: str) -> sa.RowMapping:
@@ -109,9 +182,8 @@ async def lock_customer(conn: AsyncConnection, customer_id: str) -> sa.RowMappin
     One statement: a conflicting row gets a no-op update, which locks it as SELECT ... FOR UPDATE
     would (a concurrent decision for the same customer waits) and returns it.
     """
-    stmt = insert_for(conn, customers).values(customer_id=customer_id, tier=None, updated_at=utcnow())
-    stmt = stmt.on_conflict_do_update(index_elements=["customer_id"], set_={"tier": customers.c.tier})
-    return (await conn.execute(stmt.returning(*customers.c))).mappings().one()
+    params = {"customer_id": customer_id, "now": utcnow()}
+    return (await conn.execute(_lock_customer_stmt(conn.dialect.name), params)).mappings().one()
 
 
 def tier_of(projected: str | None, fallback: CustomerTier | str | None) -> CustomerTier:
@@ -124,7 +196,7 @@ def tier_of(projected: str | None, fallback: CustomerTier | str | None) -> Custo
 
 async def get_case(conn: AsyncConnection, case_id: str) -> sa.RowMapping | None:
     """The case projection row, or None."""
-    return (await conn.execute(sa.select(cases).where(cases.c.case_id == case_id))).mappings().first()
+    return (await conn.execute(_GET_CASE, {"case_id": case_id})).mappings().first()
 
 
 async def prior_compensations(
@@ -132,13 +204,8 @@ async def prior_compensations(
 ) -> list[PriorCompensation]:
     """The customer's compensations in the cap window, plus every one of `case_id` (for once-only rules)."""
     since = now - timedelta(days=policy.caps.window_days)
-    c = compensations.c
-    in_scope = c.created_at >= since if case_id is None else sa.or_(c.created_at >= since, c.case_id == case_id)
-    rows = await conn.execute(
-        sa.select(c.reason, c.value_minor, c.case_id, c.incident_id, c.status, c.created_at).where(
-            c.customer_id == customer_id, in_scope
-        )
-    )
+    params = {"customer_id": customer_id, "since": since, "case_id": case_id}
+    rows = await conn.execute(_PRIOR_IN_WINDOW if case_id is None else _PRIOR_IN_WINDOW_OR_CASE, params)
     return [
         PriorCompensation(
             reason=r.reason,
@@ -155,12 +222,8 @@ async def other_cases_within(
     conn: AsyncConnection, customer_id: str, case_id: str | None, now: datetime, days: int
 ) -> int:
     """How many other cases the customer opened in the last `days` days (repeat complaints)."""
-    query = sa.select(sa.func.count()).where(
-        cases.c.customer_id == customer_id, cases.c.routed_at >= now - timedelta(days=days)
-    )
-    if case_id:
-        query = query.where(cases.c.case_id != case_id)
-    return int(await conn.scalar(query) or 0)
+    params = {"customer_id": customer_id, "since": now - timedelta(days=days), "case_id": case_id}
+    return int(await conn.scalar(_OTHER_CASES_THAN if case_id else _OTHER_CASES, params) or 0)
 
 
 def budget_key(department: str | None) -> str:
@@ -173,13 +236,8 @@ async def lock_budget(conn: AsyncConnection, policy: RecoveryPolicy, department:
 
     One statement: created when missing, else locked by a no-op update (as SELECT ... FOR UPDATE would).
     """
-    stmt = insert_for(conn, budgets).values(
-        department=budget_key(department), month=month, spent_minor=0, reserved_minor=0, updated_at=utcnow()
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["department", "month"], set_={"updated_at": budgets.c.updated_at}
-    ).returning(budgets.c.spent_minor, budgets.c.reserved_minor)
-    row = (await conn.execute(stmt)).one()
+    params = {"department": budget_key(department), "month": month, "now": utcnow()}
+    row = (await conn.execute(_lock_budget_stmt(conn.dialect.name), params)).one()
     return policy.budgets.monthly_for(department) - int(row.spent_minor) - int(row.reserved_minor)
 
 
@@ -189,31 +247,13 @@ async def move_budget(
     """Add to a budget row's reserved and spent figures (negative releases); one statement."""
     if not reserved and not spent:
         return
-    stmt = insert_for(conn, budgets).values(
-        department=budget_key(department), month=month, spent_minor=spent, reserved_minor=reserved, updated_at=utcnow()
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["department", "month"],
-        set_={
-            "reserved_minor": budgets.c.reserved_minor + stmt.excluded.reserved_minor,
-            "spent_minor": budgets.c.spent_minor + stmt.excluded.spent_minor,
-            "updated_at": stmt.excluded.updated_at,
-        },
-    )
-    await conn.execute(stmt)
+    params = {"department": budget_key(department), "month": month, "spent": spent, "reserved": reserved}
+    await conn.execute(_move_budget_stmt(conn.dialect.name), {**params, "now": utcnow()})
 
 
 async def lock_compensation(conn: AsyncConnection, compensation_id: str) -> sa.RowMapping | None:
     """A compensation row locked until commit, or None."""
-    return (
-        (
-            await conn.execute(
-                sa.select(compensations).where(compensations.c.compensation_id == compensation_id).with_for_update()
-            )
-        )
-        .mappings()
-        .first()
-    )
+    return (await conn.execute(_LOCK_COMPENSATION, {"compensation_id": compensation_id})).mappings().first()
 
 
 async def ledger_entries(conn: AsyncConnection, compensation_id: str) -> list[sa.RowMapping]:
