@@ -106,8 +106,8 @@ async def _act(
         async def emit(data: EventData) -> Envelope:
             return await runtime.emitter.emit(conn, data, subject=case_id, correlation_id=row["complaint_id"])
 
-        await store.save_outcome(conn, runtime.db, outcome, emit, policy, now)
-        out = case_out(await store.load_row(conn, case_id=case_id), now, policy)  # type: ignore[arg-type]
+        columns = await store.save_outcome(conn, runtime.db, outcome, emit, policy, now)
+        out = case_out({**row, **columns}, now, policy)  # the row as written, without reading it again
         if key:
             await remember_answer(conn, runtime.db, scope, key, body_hash, 200, out.model_dump(mode="json"))
     return out

@@ -1,32 +1,54 @@
-"""Cases in the database: load a case, and write a transition's outcome in the caller's transaction.
+"""Cases in the database: load cases, and write transitions' outcomes in the caller's transaction.
 
 Writing an outcome keeps everything of one change together: the case row (with the columns
 queues sort and figures aggregate on), a history row for the action and one per event, the
-hand-off bookkeeping, the events themselves (outbox) and the case's next SLA timer.
+hand-off bookkeeping, the events themselves (outbox) and the case's SLA timers. ``CaseWriter``
+gathers the rows of many transitions (a consumer's run of events) and writes each table with one
+statement; statements are built once, with bound parameters, and reused.
 """
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.routing import sla
 from services.routing.case import CaseSnapshot, Outcome
 from services.routing.models import case_history, cases, handoffs
 from services.routing.policy import RoutingPolicy
-from shared.db import Database
+from shared.db import Database, utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.cases import CaseHandedOff
-from shared.timers import schedule
 
 SLA_TIMER = "routing.sla"
 Emit = Callable[[EventData], Awaitable[Envelope]]
 
+_BY_ID = sa.select(cases).where(cases.c.id == sa.bindparam("case_id"))
+_BY_COMPLAINT = sa.select(cases).where(cases.c.complaint_id == sa.bindparam("complaint_id"))
+_LOAD = {
+    (False, False, False): _BY_ID,
+    (False, True, False): _BY_ID.with_for_update(),
+    (False, True, True): _BY_ID.with_for_update(skip_locked=True),
+    (True, False, False): _BY_COMPLAINT,
+    (True, True, False): _BY_COMPLAINT.with_for_update(),
+    (True, True, True): _BY_COMPLAINT.with_for_update(skip_locked=True),
+}
+_CASE_EXISTS = sa.select(sa.func.count()).select_from(cases).where(cases.c.id == sa.bindparam("case_id"))
+# RETURNING lets SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues").
+_INSERT_CASES = sa.insert(cases).returning(cases.c.id)
+_INSERT_HISTORY = sa.insert(case_history).returning(case_history.c.id)
+# No values: the SET clause comes from the parameters (every case_columns key), the same for every case.
+_UPDATE_CASE = sa.update(cases).where(cases.c.id == sa.bindparam("case_key"))
 
-def snapshot_of(row: sa.RowMapping) -> CaseSnapshot:
+
+def snapshot_of(row: sa.RowMapping | dict[str, Any]) -> CaseSnapshot:
     """The pure case kept in a row."""
     return CaseSnapshot.model_validate(row["snapshot"])
 
@@ -40,16 +62,39 @@ async def load_row(
     skip_locked: bool = False,
 ) -> sa.RowMapping | None:
     """A case row by id or complaint id, optionally locked for this transaction."""
-    query = sa.select(cases)
-    query = query.where(cases.c.id == case_id) if case_id else query.where(cases.c.complaint_id == complaint_id)
-    if lock:
-        query = query.with_for_update(skip_locked=skip_locked)
-    return (await conn.execute(query)).mappings().first()
+    query = _LOAD[(case_id is None, lock, lock and skip_locked)]
+    params = {"case_id": case_id} if case_id is not None else {"complaint_id": complaint_id}
+    return (await conn.execute(query, params)).mappings().first()
+
+
+def any_of(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
+    """``column`` equals one of a list bound as ``name``: one array parameter on PostgreSQL, so the
+    statement is the same whatever the list's length (SQLite expands the list)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+@functools.cache
+def _by_complaints(dialect: str) -> sa.Select[Any]:
+    # Locked in id order, so two transactions locking overlapping runs cannot deadlock.
+    return (
+        sa.select(cases).where(any_of(cases.c.complaint_id, "complaint_ids", dialect)).order_by(cases.c.id)
+        .with_for_update()
+    )
+
+
+async def load_rows_by_complaint(conn: AsyncConnection, complaint_ids: Collection[str]) -> list[sa.RowMapping]:
+    """The cases of these complaints (those that exist), locked for this transaction, in one statement."""
+    if not complaint_ids:
+        return []
+    query = _by_complaints(conn.dialect.name)
+    return list((await conn.execute(query, {"complaint_ids": list(complaint_ids)})).mappings().all())
 
 
 async def case_exists(conn: AsyncConnection, case_id: str) -> bool:
     """Whether a case row exists (without waiting for its lock)."""
-    return bool(await conn.scalar(sa.select(sa.func.count()).select_from(cases).where(cases.c.id == case_id)))
+    return bool(await conn.scalar(_CASE_EXISTS, {"case_id": case_id}))
 
 
 def clock_bounds(case: CaseSnapshot, policy: RoutingPolicy) -> tuple[datetime | None, datetime | None]:
@@ -98,12 +143,9 @@ def case_columns(case: CaseSnapshot, policy: RoutingPolicy, now: datetime) -> di
     }
 
 
-async def insert_case(
-    conn: AsyncConnection, case: CaseSnapshot, policy: RoutingPolicy, now: datetime, extra: dict[str, Any]
-) -> None:
-    """Insert a newly routed case."""
-    values = case_columns(case, policy, now) | extra
-    values |= {
+def new_case_values(case: CaseSnapshot, columns: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """The row of a newly routed case: its ``case_columns``, what only intake knew, and what never changes."""
+    return columns | extra | {
         "id": case.case_id,
         "complaint_id": case.complaint_id,
         "customer_id": case.customer_id,
@@ -114,37 +156,20 @@ async def insert_case(
         "routed_seconds": max(0.0, (case.routed_at - case.received_at).total_seconds()),
         "policy_version": case.policy_version,
     }
-    await conn.execute(sa.insert(cases).values(**values))
 
 
-async def _record_history(conn: AsyncConnection, outcome: Outcome, envelopes: list[Envelope]) -> None:
+def history_rows(outcome: Outcome, envelopes: list[Envelope]) -> list[dict[str, Any]]:
+    """The history entries of one transition: the action, then one per event it published."""
     record = outcome.record
-    rows = [
-        {
-            "case_id": outcome.case.case_id,
-            "at": record.at,
-            "kind": "action",
-            "name": record.action,
-            "by": record.by,
-            "role": record.role.value if record.role else None,
-            "event_id": None,
-            "detail": _jsonable(record.detail),
-        }
-    ]
-    rows += [
-        {
-            "case_id": outcome.case.case_id,
-            "at": record.at,
-            "kind": "event",
-            "name": env.type,
-            "by": record.by,
-            "role": record.role.value if record.role else None,
-            "event_id": env.id,
-            "detail": env.data,
-        }
-        for env in envelopes
-    ]
-    await conn.execute(sa.insert(case_history), rows)
+    common = {
+        "case_id": outcome.case.case_id,
+        "at": record.at,
+        "by": record.by,
+        "role": record.role.value if record.role else None,
+    }
+    rows = [{**common, "kind": "action", "name": record.action, "event_id": None, "detail": _jsonable(record.detail)}]
+    rows += [{**common, "kind": "event", "name": env.type, "event_id": env.id, "detail": env.data} for env in envelopes]
+    return rows
 
 
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +177,7 @@ def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _book_handoffs(conn: AsyncConnection, outcome: Outcome) -> None:
-    """Close the hand-offs that were taken up, open the one just requested."""
+    """Close the hand-offs that were taken up, open the one just requested (operator actions only)."""
     case_id = outcome.case.case_id
     for event in outcome.events:
         if isinstance(event, CaseHandedOff):
@@ -181,18 +206,6 @@ async def _book_handoffs(conn: AsyncConnection, outcome: Outcome) -> None:
         )
 
 
-async def schedule_timers(conn: AsyncConnection, db: Database, case: CaseSnapshot, policy: RoutingPolicy) -> None:
-    """Make sure every warning and breach still to come for the case has a timer row.
-
-    Keys name the moment, so scheduling the same one again is a no-op. Timers made stale by a
-    later change (a pause, an update, an escalation) stay in place and are recognised as stale
-    by the pure rules when they fire. Having every moment as a row lets a restarted service
-    catch up in due order across all cases.
-    """
-    for timer in case.timers(policy):
-        await schedule(conn, db, SLA_TIMER, timer_key(case.case_id, timer), timer.due_at, timer_payload(case, timer))
-
-
 def timer_key(case_id: str, timer: sla.TimerSpec) -> str:
     """A key unique to one case's one warning or breach moment."""
     return f"{case_id}/{timer.clock}/{timer.kind}/{timer.due_at.isoformat()}"
@@ -201,6 +214,93 @@ def timer_key(case_id: str, timer: sla.TimerSpec) -> str:
 def timer_payload(case: CaseSnapshot, timer: sla.TimerSpec) -> dict[str, Any]:
     """What the timer handler needs: the case and the moment, and the correlation id for its events."""
     return {"case_id": case.case_id, "correlation_id": case.complaint_id, **timer.model_dump(mode="json")}
+
+
+def timer_rows(case: CaseSnapshot, policy: RoutingPolicy, now: datetime) -> dict[str, dict[str, Any]]:
+    """A timer row per warning and breach still to come for the case, by key."""
+    rows = {}
+    for timer in case.timers(policy):
+        key = timer_key(case.case_id, timer)
+        rows[key] = {"kind": SLA_TIMER, "key": key, "due_at": timer.due_at, "payload": timer_payload(case, timer),
+                     "created_at": now, "attempts": 0}
+    return rows
+
+
+@functools.cache
+def _insert_timers(dialect: str, timers: sa.Table) -> sa.Insert:
+    """Timer rows unless their (kind, key) exists: one multi-row INSERT for any number of rows."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(timers).on_conflict_do_nothing().returning(timers.c.id)
+
+
+async def _write_timers(conn: AsyncConnection, db: Database, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(_insert_timers(conn.dialect.name, db.tables.timers), rows)
+
+
+async def schedule_timers(conn: AsyncConnection, db: Database, case: CaseSnapshot, policy: RoutingPolicy) -> None:
+    """Make sure every warning and breach still to come for the case has a timer row.
+
+    Keys name the moment, so scheduling the same one again is a no-op. Timers made stale by a
+    later change (a pause, an update, an escalation) stay in place and are recognised as stale
+    by the pure rules when they fire. Having every moment as a row lets a restarted service
+    catch up in due order across all cases.
+    """
+    await _write_timers(conn, db, list(timer_rows(case, policy, utcnow()).values()))
+
+
+class CaseWriter:
+    """The rows of a run of transitions in one transaction, written with one statement per table.
+
+    ``record`` takes each transition in order: it emits the events at once (the outbox keeps their
+    order) and keeps the rows; ``flush`` writes them. A case changed twice in the run is written
+    once, as it stands after the last change (a new case is inserted as such); its timers are the
+    union of every state's, as writing after each change would leave.
+    """
+
+    def __init__(self, db: Database, policy: RoutingPolicy) -> None:
+        self.db = db
+        self.policy = policy
+        self.inserts: dict[str, dict[str, Any]] = {}
+        self.updates: dict[str, dict[str, Any]] = {}
+        self.history: list[dict[str, Any]] = []
+        self.timers: dict[str, dict[str, Any]] = {}
+
+    async def record(
+        self,
+        conn: AsyncConnection,
+        outcome: Outcome,
+        emit: Emit,
+        now: datetime,
+        *,
+        new_case: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Take one transition: events emitted now, rows kept for ``flush``; returns the case's columns."""
+        case = outcome.case
+        columns = case_columns(case, self.policy, now)
+        if new_case is not None:
+            self.inserts[case.case_id] = new_case_values(case, columns, new_case)
+        elif case.case_id in self.inserts:
+            self.inserts[case.case_id].update(columns)
+        else:
+            self.updates[case.case_id] = columns
+        envelopes = [await emit(event) for event in outcome.events]
+        self.history += history_rows(outcome, envelopes)
+        await _book_handoffs(conn, outcome)
+        for key, row in timer_rows(case, self.policy, now).items():
+            self.timers.setdefault(key, row)
+        return columns
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write the kept rows: new cases, changed cases, history, timers."""
+        if self.inserts:
+            await conn.execute(_INSERT_CASES, list(self.inserts.values()))
+        if self.updates:
+            await conn.execute(_UPDATE_CASE, [{**cols, "case_key": key} for key, cols in self.updates.items()])
+        if self.history:
+            await conn.execute(_INSERT_HISTORY, self.history)
+        await _write_timers(conn, self.db, list(self.timers.values()))
+        self.inserts, self.updates, self.history, self.timers = {}, {}, [], {}
 
 
 async def save_outcome(
@@ -212,15 +312,9 @@ async def save_outcome(
     now: datetime,
     *,
     new_case: dict[str, Any] | None = None,
-) -> list[Envelope]:
-    """Persist one transition: case row, events, history, hand-offs and the next timer."""
-    case = outcome.case
-    if new_case is not None:
-        await insert_case(conn, case, policy, now, new_case)
-    else:
-        await conn.execute(sa.update(cases).where(cases.c.id == case.case_id).values(**case_columns(case, policy, now)))
-    envelopes = [await emit(event) for event in outcome.events]
-    await _record_history(conn, outcome, envelopes)
-    await _book_handoffs(conn, outcome)
-    await schedule_timers(conn, db, case, policy)
-    return envelopes
+) -> dict[str, Any]:
+    """Persist one transition: case row, events, history, hand-offs and timers; returns the case's columns."""
+    writer = CaseWriter(db, policy)
+    columns = await writer.record(conn, outcome, emit, now, new_case=new_case)
+    await writer.flush(conn)
+    return columns

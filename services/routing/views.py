@@ -1,6 +1,7 @@
 """What operators see of a case: built from its row and its pure snapshot."""
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -20,7 +21,7 @@ def risk_of(case: CaseSnapshot, now: datetime, policy: RoutingPolicy) -> Risk:
     return "at_risk" if next_warn is not None and next_warn <= now else "on_track"
 
 
-def case_out(row: sa.RowMapping, now: datetime, policy: RoutingPolicy) -> CaseOut:
+def case_out(row: sa.RowMapping | dict[str, Any], now: datetime, policy: RoutingPolicy) -> CaseOut:
     """A case as the API shows it."""
     case = snapshot_of(row)
     pending = case.pending_handoff
