@@ -149,8 +149,7 @@ class FanOut:
                 started = time.monotonic()
                 collected = await collect_once(self.db, self.policy, self.settings.incident_collect_chunk)
                 issued = await self.fan_out_once()
-                if not issued:
-                    await self.complete_finished()
+                await self.complete_finished()
             except Exception as exc:
                 log.warning("incident fan-out failed, retrying: %s", exc)
                 await asyncio.sleep(1)
