@@ -1,14 +1,15 @@
 """The incident fan-out: issue every queued incident compensation, a batch per transaction.
 
-Built for a million customers:
-- claims queued customers (`incident_targets`) in (incident, customer) order with FOR UPDATE SKIP
-  LOCKED, so replicas share the work, and remembers where it stopped (a keyset cursor), so it never
-  rescans the dead rows of the customers it already served; when the cursor runs dry it sweeps once
-  from the start for rows it skipped;
+Built for a million customers, at a cost per customer that does not grow with the incident or the
+ledger:
+- claims queued customers (`incident_targets`) in arrival order (`seq`) with FOR UPDATE SKIP
+  LOCKED, so replicas share the work, after a forward-only keyset cursor, so it never rescans the
+  dead rows of the customers it already served, and parts uploaded while it runs are always ahead
+  of it; every `incident_sweep_seconds` it looks once from the start for rows left behind;
 - customers of one incident and tier get the same decision, made once; each group is written by
-  set-based statements the database runs (INSERT ... SELECT of the compensations from the queue,
-  of the ledger entries from the compensations, DELETE of the queue rows); only the events are
-  built per customer, from one validated template;
+  one statement (PostgreSQL) from two arrays: the compensations, their ledger entries and the
+  removal from the queue; only the events are built per customer, from one validated template;
+- compensation and event ids are time-ordered, so the key indexes grow at their right edge;
 - a crash loses at most the uncommitted batch, which is claimed again: the compensation, its ledger
   entry, its event and the removal from the queue commit together, so nothing is paid twice;
 - a rate limit keeps consumers and timers of case work served.
