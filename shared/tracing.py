@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -52,6 +52,9 @@ _TRACE_HEADERS = (b"traceparent", b"tracestate")
 # Set only while the root span of a complaint is being created, so it gets the derived ids.
 _forced_ids: ContextVar[tuple[int, int] | None] = ContextVar("forced_trace_ids", default=None)
 _configured: TracerProvider | None = None
+# Whether spans go anywhere. Without an exporter, PRODUCER spans would only cost CPU per event:
+# events then carry the emitting span's traceparent, which keeps every event in its complaint's trace.
+_exporting = False
 
 
 class _CorrelatedIdGenerator(RandomIdGenerator):
@@ -98,7 +101,7 @@ def _exporter_processor(name: str, service: str) -> SimpleSpanProcessor | BatchS
 
 def configure_tracing(service: str, exporter: str | None = None) -> TracerProvider:
     """Install the tracer provider of this process (once) and put trace ids into the logs."""
-    global _configured
+    global _configured, _exporting
     if _configured is None:
         name = (exporter or os.environ.get("OTEL_TRACES_EXPORTER") or "none").strip().lower()
         resource = Resource.create({"service.name": service, "service.namespace": "redress"})
@@ -106,12 +109,20 @@ def configure_tracing(service: str, exporter: str | None = None) -> TracerProvid
         processor = _exporter_processor(name, service)
         if processor is not None:
             provider.add_span_processor(processor)
+        _exporting = processor is not None
         trace.set_tracer_provider(provider)
         _configured = provider
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, TraceIdLogFilter) for f in handler.filters):
             handler.addFilter(TraceIdLogFilter())
     return _configured
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    """Send this process's spans to one more processor (an exporter added at run time, or a test's)."""
+    global _exporting
+    configure_tracing(TRACER_NAME).add_span_processor(processor)
+    _exporting = True
 
 
 def shutdown_tracing() -> None:
@@ -127,6 +138,7 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
 
+@functools.lru_cache(maxsize=4096)  # every event of a complaint (or an incident's thousands) asks again
 def trace_id_for(correlation_id: str) -> int:
     """The trace id of every event of one correlation id: a UUID's own 128 bits, else a hash."""
     try:
@@ -136,6 +148,7 @@ def trace_id_for(correlation_id: str) -> int:
     return value or 1
 
 
+@functools.lru_cache(maxsize=4096)
 def root_span_id_for(correlation_id: str) -> int:
     """The span id of a complaint's root span, derived so every service can find its trace's root."""
     return int.from_bytes(hashlib.sha256(b"root:" + correlation_id.encode()).digest()[:8], "big") or 1
@@ -247,6 +260,8 @@ def publishing() -> Iterator[Callable[[str, "Envelope"], "Envelope"]]:
 
     def publish(topic: str, env: "Envelope") -> "Envelope":
         env = with_traceparent(env)
+        if not _exporting:
+            return env
         span = tracer().start_span(
             f"{topic} publish",
             context=_context_of(parse_traceparent(env.traceparent)),

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from shared import tracing
 from shared.envelope import Envelope, new_event
 from shared.events.cases import CaseResolved, CaseRouted, Deadlines
 from shared.events.complaints import Classification, ComplaintReceived
@@ -17,7 +18,7 @@ from shared.events.vocabulary import Category, Channel, Severity
 from shared.logs import JsonFormatter
 from shared.tracing import (
     TraceIdLogFilter,
-    configure_tracing,
+    add_span_processor,
     consuming,
     parse_traceparent,
     publishing,
@@ -31,7 +32,7 @@ from shared.tracing import (
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    configure_tracing("test").add_span_processor(SimpleSpanProcessor(exporter))
+    add_span_processor(SimpleSpanProcessor(exporter))
     yield exporter
     exporter.shutdown()
 
@@ -103,6 +104,17 @@ def test_existing_traceparent_is_kept(spans: InMemorySpanExporter) -> None:
     env = new_event(_routed("c"), source="/t", subject="s", correlation_id="c",
                     traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
     assert with_traceparent(env).traceparent == env.traceparent
+
+
+def test_without_an_exporter_the_relay_sends_the_emitters_traceparent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PRODUCER span is made when nothing exports spans; the event still names its trace."""
+    monkeypatch.setattr(tracing, "_exporting", False)
+    cid = str(uuid.uuid4())
+    env = _emit(_complaint(cid), cid, subject=cid)
+    with publishing() as publish:
+        sent = publish("redress.complaints.v1", env)
+    assert sent.traceparent == env.traceparent
+    assert trace_id_of(sent.traceparent) == f"{uuid.UUID(cid).int:032x}"
 
 
 def test_json_logs_carry_the_trace_id(spans: InMemorySpanExporter) -> None:
