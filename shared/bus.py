@@ -12,6 +12,7 @@ from shared.settings import ServiceSettings
 from shared.tracing import publishing
 
 log = logging.getLogger(__name__)
+KafkaMessage = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 class KafkaBus:
@@ -46,14 +47,19 @@ class KafkaBus:
 
     async def send_batch(self, items: list[tuple[str, Envelope]]) -> None:
         """Send events in order and wait until the broker acknowledged every one."""
+        with publishing() as traced:  # one PRODUCER span per event (when exported); the event carries it
+            messages = [(topic, *to_kafka(traced(topic, env))) for topic, env in items]
+            await self.send_messages(messages)
+
+    async def send_messages(self, messages: list[KafkaMessage]) -> None:
+        """Send ready (topic, key, value, headers) messages in order; wait for every acknowledgement."""
         producer = await self.producer()
         try:
-            with publishing() as traced:  # one PRODUCER span per event; the event carries it as traceparent
-                futures = []
-                for topic, env in items:
-                    key, value, headers = to_kafka(traced(topic, env))
-                    futures.append(await producer.send(topic, value=value, key=key, headers=headers))
-                await asyncio.gather(*futures)
+            futures = [
+                await producer.send(topic, value=value, key=key, headers=headers)
+                for topic, key, value, headers in messages
+            ]
+            await asyncio.gather(*futures)
         except Exception:
             await self.reset()
             raise
@@ -62,12 +68,7 @@ class KafkaBus:
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         """Send one message as is (dead letters, re-publishing) and wait for the acknowledgement."""
-        producer = await self.producer()
-        try:
-            await (await producer.send(topic, value=value, key=key, headers=headers))
-        except Exception:
-            await self.reset()
-            raise
+        await self.send_messages([(topic, key, value, headers)])
 
     async def check(self, timeout: float = 2.0) -> None:
         """Raise unless the broker answers a metadata request."""

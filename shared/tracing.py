@@ -118,6 +118,11 @@ def configure_tracing(service: str, exporter: str | None = None) -> TracerProvid
     return _configured
 
 
+def spans_exported() -> bool:
+    """Whether this process's spans go to an exporter (else PRODUCER spans are skipped)."""
+    return _exporting
+
+
 def add_span_processor(processor: SpanProcessor) -> None:
     """Send this process's spans to one more processor (an exporter added at run time, or a test's)."""
     global _exporting
@@ -260,7 +265,7 @@ def publishing() -> Iterator[Callable[[str, "Envelope"], "Envelope"]]:
 
     def publish(topic: str, env: "Envelope") -> "Envelope":
         env = with_traceparent(env)
-        if not _exporting:
+        if not spans_exported():
             return env
         span = tracer().start_span(
             f"{topic} publish",
