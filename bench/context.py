@@ -1,7 +1,7 @@
 """What every scenario shares: the plan (quick or full), the infrastructure, the load generator, the results."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,22 @@ class Plan:
 
     @classmethod
     def from_env(cls) -> "Plan":
-        """BENCH_QUICK=1 for the short plan; the full plan otherwise."""
-        if os.environ.get("BENCH_QUICK", "") not in ("", "0"):
-            return cls(
-                name="quick", runs=3, duration=2.5, warmup=0.7, concurrency=32, workers=(1, 2),
-                pipeline_rate=200, pipeline_duration=6, sustained_duration=3, resolve_share=4,
-                timers_pending=100_000, timers_due=3_000, timers_window=5, timers_burst=5_000,
-                volume_sizes=(1_000, 3_000), incident_customers=5_000, fill_budget_s=60, wait_cap_s=60,
-            )
+        """BENCH_QUICK=1 for the short plan, else the full one; BENCH_INCIDENT_CUSTOMERS sets the incident's size."""
+        plan = cls._quick() if os.environ.get("BENCH_QUICK", "") not in ("", "0") else cls._full()
+        customers = os.environ.get("BENCH_INCIDENT_CUSTOMERS", "")
+        return replace(plan, incident_customers=int(customers)) if customers else plan
+
+    @classmethod
+    def _quick(cls) -> "Plan":
+        return cls(
+            name="quick", runs=3, duration=2.5, warmup=0.7, concurrency=32, workers=(1, 2),
+            pipeline_rate=200, pipeline_duration=6, sustained_duration=3, resolve_share=4,
+            timers_pending=100_000, timers_due=3_000, timers_window=5, timers_burst=5_000,
+            volume_sizes=(1_000, 3_000), incident_customers=5_000, fill_budget_s=60, wait_cap_s=60,
+        )
+
+    @classmethod
+    def _full(cls) -> "Plan":
         return cls(
             name="full", runs=3, duration=6, warmup=1.5, concurrency=32, workers=(1, 2, 4),
             pipeline_rate=200, pipeline_duration=15, sustained_duration=8, resolve_share=4,
