@@ -16,6 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.routing import escalation, lifecycle, store
@@ -24,7 +26,7 @@ from services.routing.models import customer_tiers
 from services.routing.policy import RoutingPolicy
 from services.routing.sla import TimerSpec
 from shared.consumer import BatchableHandler, Handler, HandlerContext
-from shared.db import Database, insert_ignore, utcnow
+from shared.db import Database, utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.complaints import ComplaintFollowedUp, ComplaintReceived
@@ -133,17 +135,23 @@ def make_handlers(policy: RoutingPolicy) -> dict[str, Handler]:
     }
 
 
+@functools.cache
+def _tier_upsert(dialect: str) -> sa.Insert:
+    """Insert a customer's tier, or replace it unless the stored one is newer: one statement."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(customer_tiers)
+    return statement.on_conflict_do_update(
+        index_elements=[customer_tiers.c.customer_id],
+        set_={"tier": statement.excluded.tier, "updated_at": statement.excluded.updated_at},
+        where=customer_tiers.c.updated_at <= statement.excluded.updated_at,
+    )
+
+
 async def on_tier_changed(ctx: HandlerContext, event: EventData) -> None:
     """Keep the projection of the customer's tier; an older change never overwrites a newer one."""
     assert isinstance(event, TierChanged)
     values = {"customer_id": event.customer_id, "tier": event.to_tier.value, "updated_at": event.changed_at}
-    if await insert_ignore(ctx.conn, customer_tiers, values):
-        return
-    await ctx.conn.execute(
-        sa.update(customer_tiers)
-        .where(customer_tiers.c.customer_id == event.customer_id, customer_tiers.c.updated_at <= event.changed_at)
-        .values(tier=event.to_tier.value, updated_at=event.changed_at)
-    )
+    await ctx.conn.execute(_tier_upsert(ctx.conn.dialect.name), values)
 
 
 def make_timer_handlers(policy: RoutingPolicy, busy_retry: timedelta) -> dict[str, TimerHandler]:

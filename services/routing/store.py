@@ -31,14 +31,10 @@ SLA_TIMER = "routing.sla"
 Emit = Callable[[EventData], Awaitable[Envelope]]
 
 _BY_ID = sa.select(cases).where(cases.c.id == sa.bindparam("case_id"))
-_BY_COMPLAINT = sa.select(cases).where(cases.c.complaint_id == sa.bindparam("complaint_id"))
-_LOAD = {
-    (False, False, False): _BY_ID,
-    (False, True, False): _BY_ID.with_for_update(),
-    (False, True, True): _BY_ID.with_for_update(skip_locked=True),
-    (True, False, False): _BY_COMPLAINT,
-    (True, True, False): _BY_COMPLAINT.with_for_update(),
-    (True, True, True): _BY_COMPLAINT.with_for_update(skip_locked=True),
+_LOAD = {  # (lock, skip_locked)
+    (False, False): _BY_ID,
+    (True, False): _BY_ID.with_for_update(),
+    (True, True): _BY_ID.with_for_update(skip_locked=True),
 }
 _CASE_EXISTS = sa.select(sa.func.count()).select_from(cases).where(cases.c.id == sa.bindparam("case_id"))
 # RETURNING lets SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues").
@@ -54,17 +50,11 @@ def snapshot_of(row: sa.RowMapping | dict[str, Any]) -> CaseSnapshot:
 
 
 async def load_row(
-    conn: AsyncConnection,
-    *,
-    case_id: str | None = None,
-    complaint_id: str | None = None,
-    lock: bool = False,
-    skip_locked: bool = False,
+    conn: AsyncConnection, *, case_id: str, lock: bool = False, skip_locked: bool = False
 ) -> sa.RowMapping | None:
-    """A case row by id or complaint id, optionally locked for this transaction."""
-    query = _LOAD[(case_id is None, lock, lock and skip_locked)]
-    params = {"case_id": case_id} if case_id is not None else {"complaint_id": complaint_id}
-    return (await conn.execute(query, params)).mappings().first()
+    """A case row by id, optionally locked for this transaction (without waiting, with ``skip_locked``)."""
+    query = _LOAD[(lock, lock and skip_locked)]
+    return (await conn.execute(query, {"case_id": case_id})).mappings().first()
 
 
 def any_of(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:

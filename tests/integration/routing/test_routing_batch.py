@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.routing.handlers import make_handlers
-from services.routing.models import case_history, cases, delivery
+from services.routing.models import case_history, cases, customer_tiers, delivery
 from services.routing.policy import load_policy
 from services.routing.settings import Settings
 from shared.consumer import EventConsumer
@@ -155,3 +155,23 @@ def test_a_runs_statements_do_not_grow_with_its_complaints(database_urls: tuple[
     small, large = asyncio.run(statements(2)), asyncio.run(statements(40))
     assert small == large, (small, large)
     assert large <= 12  # BEGIN, inbox, tiers, cases, 3 inserts, outbox, NOTIFY, COMMIT and no more
+
+
+def test_the_tier_projection_keeps_the_newest_change(database_urls: tuple[str, str]) -> None:
+    customer, now = f"cust-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+
+    def change(tier: CustomerTier, minutes_ago: int) -> TierChanged:
+        return TierChanged(customer_id=customer, from_tier=None, to_tier=tier,
+                           changed_at=now - timedelta(minutes=minutes_ago))
+
+    async def projected(*changes: TierChanged) -> str:
+        async with routing_consumer(database_urls[0]) as consumer:
+            for event in changes:
+                await consumer.process(records([event]))
+            async with consumer.db.engine.connect() as conn:
+                return str(await conn.scalar(sa.select(customer_tiers.c.tier)
+                                             .where(customer_tiers.c.customer_id == customer)))
+
+    assert asyncio.run(projected(change(CustomerTier.HIGH_VALUE, 5))) == "high_value"
+    assert asyncio.run(projected(change(CustomerTier.POTENTIAL, 10))) == "high_value"  # older: ignored
+    assert asyncio.run(projected(change(CustomerTier.MID_VALUE, 1))) == "mid_value"
