@@ -78,16 +78,19 @@ def follow_up(received: ComplaintReceived, count: int = 1) -> ComplaintFollowedU
                                follow_up_count=count)
 
 
-def mixed_fetch() -> list[EventData]:
-    """New complaints, follow-ups (of a complaint in the same fetch, of an earlier one, of none), a
-    complaint delivered twice under two event ids, and a tier change between two of a customer's complaints."""
+def mixed_fetches() -> list[list[EventData]]:
+    """Two fetches: new complaints, follow-ups (of a complaint in the same fetch, of one stored by the
+    earlier fetch, of none), a complaint delivered twice under two event ids, and a tier change
+    between two of a customer's complaints."""
     vip = f"cust-{uuid.uuid4().hex[:8]}"
     first, second, third = complaint(), complaint(departments=("billing", "logistics")), complaint(customer_id=vip)
-    later = complaint(customer_id=vip, cues=("legal_threat",))
-    unknown = complaint()
+    later, newcomer = complaint(customer_id=vip, cues=("legal_threat",)), complaint()
     tier = TierChanged(customer_id=vip, from_tier=None, to_tier=CustomerTier.HIGH_VALUE, changed_at=datetime.now(UTC))
-    return [first, second, follow_up(first), third, second, follow_up(unknown), tier, later, follow_up(second),
-            follow_up(first, 2), *(complaint() for _ in range(5))]
+    return [
+        [first, second, follow_up(first), third, second, follow_up(complaint()), tier, later, follow_up(second),
+         follow_up(first, 2), *(complaint() for _ in range(5))],
+        [follow_up(third), follow_up(later), newcomer, follow_up(third, 2), follow_up(newcomer)],
+    ]
 
 
 async def outcome(url: str) -> dict[str, Any]:
@@ -122,24 +125,25 @@ async def outcome(url: str) -> dict[str, Any]:
 
 
 def test_a_fetch_handled_as_a_run_has_the_effects_of_one_event_at_a_time(database_urls: tuple[str, str]) -> None:
-    fetch = records(mixed_fetch())
+    fetches = [records(events) for events in mixed_fetches()]
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         as_run, one_by_one = database_urls
         async with routing_consumer(as_run) as consumer:
-            await consumer.process(fetch)
+            for fetch in fetches:
+                await consumer.process(fetch)
         async with routing_consumer(one_by_one) as consumer:
-            for record in fetch:
+            for record in (record for fetch in fetches for record in fetch):
                 await consumer.process([record])
         return await outcome(as_run), await outcome(one_by_one)
 
     run, single = asyncio.run(scenario())
     assert run == single
-    assert len(run["cases"]) == 9  # the duplicate opened nothing, the unknown complaint's follow-up neither
-    escalated = [c for c in run["cases"].values() if c[6] > 0]
-    assert len(escalated) == 2 and any(c[6] == 2 for c in escalated)  # two follow-ups of one complaint climb twice
-    assert [e for e, _ in run["events"]].count("case.routed.v1") == 9
-    assert any(c[5] == "high_value" for c in run["cases"].values())  # the tier change counted for the later complaint
+    assert len(run["cases"]) == 10  # the duplicate opened nothing, the unknown complaint's follow-up neither
+    # first and third were followed up twice, second, later and newcomer once
+    assert sorted(c[6] for c in run["cases"].values()) == [0] * 5 + [1, 1, 1, 2, 2]
+    assert [e for e, _ in run["events"]].count("case.routed.v1") == 10
+    assert sum(c[5] == "high_value" for c in run["cases"].values()) == 1  # the tier change counted for later only
 
 
 def test_a_runs_statements_do_not_grow_with_its_complaints(database_urls: tuple[str, str]) -> None:
