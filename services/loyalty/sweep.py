@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.loyalty import accounts, ledger
 from services.loyalty.ledger import Tx
-from services.loyalty.models import customers, points_lots
+from services.loyalty.models import customers, orders, points_lots
 from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.tiers import tier_for_year
 from shared.db import Database, utcnow
 from shared.outbox import Emitter
 from shared.service import BackgroundTask, Runtime
@@ -80,7 +81,11 @@ async def sweep_once(
                 .limit(batch)
             )
         )
+    settled = await _settle_without_purchases(db, policy, stale, now)
+    result.refreshed += len(settled)
     for customer_id in stale:
+        if customer_id in settled:
+            continue
         async with db.transaction() as conn:
             tx = _tx(conn, db, emitter, policy, now, customer_id)
             await ledger.lock_customer(tx, customer_id)
@@ -88,6 +93,31 @@ async def sweep_once(
             await accounts.issue_due_benefits(tx, customer_id)
             result.refreshed += 1
     return result
+
+
+async def _settle_without_purchases(
+    db: Database, policy: LoyaltyPolicy, customer_ids: list[str], now: datetime
+) -> set[str]:
+    """Refresh, with one statement, the customers who never purchased; the ids it refreshed.
+
+    For them the per-customer refresh can only record this year's tier of an empty history and that
+    benefits were checked today (benefits start with the first purchase). Customers created by an
+    incident's compensations are all of this kind: one statement for a sweep step instead of one
+    transaction each. A customer whose tier differs from an empty history's is left to the full path.
+    """
+    if not customer_ids:
+        return set()
+    today = policy.local_date(now)
+    empty = tier_for_year({}, today.year, policy.tiers, policy.currency)
+    never_purchased = ~sa.exists().where(orders.c.customer_id == customers.c.customer_id)
+    async with db.transaction() as conn:
+        rows = await conn.execute(
+            sa.update(customers)
+            .where(customers.c.customer_id.in_(customer_ids), customers.c.tier == empty.tier.value, never_purchased)
+            .values(tier_year=today.year, tier_reasons=list(empty.reasons), benefits_checked_on=today, updated_at=now)
+            .returning(customers.c.customer_id)
+        )
+        return set(rows.scalars())
 
 
 def sweeper(policy: LoyaltyPolicy, interval: float, batch: int) -> BackgroundTask:

@@ -19,10 +19,12 @@ import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.loyalty import accounts, ledger
 from services.loyalty.handlers import build_handlers
-from services.loyalty.models import delivery
+from services.loyalty.models import customers, delivery, orders
 from services.loyalty.policy import default_policy
 from services.loyalty.settings import Settings
+from services.loyalty.sweep import _tx, sweep_once
 from shared.bus import KafkaBus
 from shared.consumer import BatchableHandler, EventConsumer, Handler
 from shared.db import Database
@@ -213,3 +215,40 @@ async def test_a_failing_event_in_a_fetch_falls_back_to_one_at_a_time(
     assert got["customers"] == [["P-a", 120, "potential", [], None]]
     assert [(e[1], e[2], e[3]) for e in got["ledger"]] == [("earn", 100, 100), ("earn", 20, 120)]
     assert "batch of 3 failed" in caplog.text and "dead-lettered order.refunded.v1" in caplog.text
+
+
+async def test_the_sweep_settles_customers_without_purchases_as_the_full_refresh_would(database: Database) -> None:
+    """Customers who never purchased are refreshed by one statement, to the same rows the full path writes."""
+    p, policy, now = new_id("sw"), default_policy(), datetime.now(UTC)
+    emitter = Emitter(database, source="/redress/loyalty")
+    ids = {name: f"{p}-{name}" for name in ("bare", "twin", "buyer", "golden")}
+    async with database.transaction() as conn:
+        await conn.execute(sa.insert(customers), [
+            {"customer_id": cid, "balance": 0, "tier": "high_value" if name == "golden" else "potential",
+             "tier_reasons": [], "created_at": now, "updated_at": now} for name, cid in ids.items()])
+        await conn.execute(sa.insert(orders).values(
+            order_id=f"{p}-o1", customer_id=ids["buyer"], amount_minor=10_000, currency=policy.currency,
+            completed_at=now, year=policy.local_date(now).year, points_earned=0))
+    async with database.transaction() as conn:  # the full refresh, by hand, of the twin
+        tx = _tx(conn, database, emitter, policy, now, ids["twin"])
+        await ledger.lock_customer(tx, ids["twin"])
+        await accounts.recompute_tier(tx, ids["twin"])
+        await accounts.issue_due_benefits(tx, ids["twin"])
+    async with database.engine.connect() as conn:
+        outbox_before = await conn.scalar(sa.select(sa.func.count()).select_from(database.tables.outbox))
+
+    await sweep_once(database, emitter, policy, batch=10_000, now=now)
+
+    async with database.engine.connect() as conn:
+        rows = {r.customer_id: r for r in await conn.execute(sa.select(customers).where(
+            customers.c.customer_id.in_(list(ids.values()))))}
+        outbox_after = await conn.scalar(sa.select(sa.func.count()).select_from(database.tables.outbox))
+    bare, twin = rows[ids["bare"]], rows[ids["twin"]]
+    today = policy.local_date(now)
+    assert (bare.tier, bare.tier_year, bare.tier_reasons, bare.benefits_checked_on) == (
+        twin.tier, twin.tier_year, twin.tier_reasons, twin.benefits_checked_on) == (
+        "potential", today.year, twin.tier_reasons, today)
+    # The buyer and the customer whose tier an empty history does not give took the full path.
+    assert rows[ids["buyer"]].benefits_checked_on == today and rows[ids["buyer"]].tier_year == today.year
+    assert rows[ids["golden"]].tier == "potential"  # lowered, with its tier_changed event
+    assert outbox_after > outbox_before
