@@ -204,6 +204,8 @@ def event_traceparent(correlation_id: str, event_type: str, *, starts_chain: boo
     root = complaint_root(correlation_id)
     if current.is_valid and current.trace_id == root.trace_id:
         return format_traceparent(current)
+    if not spans_exported():  # a span nobody sees: the complaint's trace id is what the event needs
+        return format_traceparent(root)
     links = [Link(current)] if current.is_valid else []
     attributes = {"redress.correlation_id": correlation_id, "cloudevents.event_type": event_type}
     if starts_chain:

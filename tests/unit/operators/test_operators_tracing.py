@@ -117,6 +117,17 @@ def test_without_an_exporter_the_relay_sends_the_emitters_traceparent(monkeypatc
     assert trace_id_of(sent.traceparent) == f"{uuid.UUID(cid).int:032x}"
 
 
+def test_without_an_exporter_an_event_emitted_elsewhere_names_the_complaints_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator's request or a timer emits without making a span; the event joins the complaint's trace."""
+    tracing.configure_tracing("test")  # an SDK provider is there, as in every service
+    monkeypatch.setattr(tracing, "_exporting", False)
+    cid = str(uuid.uuid4())
+    env = _emit(_routed(cid), cid, subject="case-1", causation="e-0")
+    assert env.traceparent == f"00-{uuid.UUID(cid).int:032x}-{tracing.root_span_id_for(cid):016x}-01"
+
+
 def test_json_logs_carry_the_trace_id(spans: InMemorySpanExporter) -> None:
     cid = str(uuid.uuid4())
     env = _emit(_complaint(cid), cid, subject=cid)
