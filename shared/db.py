@@ -135,9 +135,6 @@ def make_engine(settings: ServiceSettings) -> AsyncEngine:
         max_overflow=settings.db_pool_size,
         connect_args={"server_settings": {"search_path": settings.db_schema or "public"}, "timeout": 5},
     )
-    # Rows inserted together (executemany without RETURNING: deferred rows, outbox) go as one
-    # multi-row INSERT rather than one execution per row: fewer statements for PostgreSQL to run.
-    engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
     ping_idle_connections(engine)
     return engine
 
