@@ -26,6 +26,7 @@ import functools
 import hashlib
 import logging
 import os
+import random
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -204,8 +205,10 @@ def event_traceparent(correlation_id: str, event_type: str, *, starts_chain: boo
     root = complaint_root(correlation_id)
     if current.is_valid and current.trace_id == root.trace_id:
         return format_traceparent(current)
-    if not spans_exported():  # a span nobody sees: the complaint's trace id is what the event needs
-        return format_traceparent(root)
+    if not spans_exported():
+        # A span nobody sees costs more than the handler's own work in a batch; a fresh span id keeps
+        # each event its own hop in the complaint's trace, as an exported span would.
+        return f"00-{root.trace_id:032x}-{random.getrandbits(64) or 1:016x}-{int(root.trace_flags):02x}"
     links = [Link(current)] if current.is_valid else []
     attributes = {"redress.correlation_id": correlation_id, "cloudevents.event_type": event_type}
     if starts_chain:

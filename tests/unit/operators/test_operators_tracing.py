@@ -124,8 +124,9 @@ def test_without_an_exporter_an_event_emitted_elsewhere_names_the_complaints_roo
     tracing.configure_tracing("test")  # an SDK provider is there, as in every service
     monkeypatch.setattr(tracing, "_exporting", False)
     cid = str(uuid.uuid4())
-    env = _emit(_routed(cid), cid, subject="case-1", causation="e-0")
-    assert env.traceparent == f"00-{uuid.UUID(cid).int:032x}-{tracing.root_span_id_for(cid):016x}-01"
+    events = [_emit(_routed(cid), cid, subject="case-1", causation=f"e-{n}") for n in range(3)]
+    assert {trace_id_of(e.traceparent) for e in events} == {f"{uuid.UUID(cid).int:032x}"}
+    assert len({e.traceparent for e in events}) == 3  # each event its own hop
 
 
 def test_json_logs_carry_the_trace_id(spans: InMemorySpanExporter) -> None:
