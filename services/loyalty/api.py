@@ -129,7 +129,7 @@ async def _ledger_page(conn: AsyncConnection, customer_id: str, limit: int, curs
 @router.get(
     "/customers/{customer_id}/loyalty",
     response_model=LoyaltyView,
-    responses=problem_responses(404, 422, 503),
+    responses=problem_responses(401, 404, 422, 429, 503),
     summary="A customer's loyalty view",
 )
 async def loyalty_view(
@@ -138,6 +138,7 @@ async def loyalty_view(
     cursor: str | None = Query(None, max_length=20, description="`ledger.next_cursor` of the previous page."),
     runtime: Runtime = Depends(get_runtime),
     policy: LoyaltyPolicy = Depends(get_policy),
+    _operator: Operator = Depends(require_role(Role.AGENT)),
 ) -> LoyaltyView:
     """Balance, tier with its reasons, progress to the next tier, benefits, satisfaction and the ledger."""
     async with snapshot(runtime) as conn:
@@ -192,7 +193,7 @@ async def loyalty_view(
 @router.get(
     "/customers/{customer_id}/ledger",
     response_model=LedgerPage,
-    responses=problem_responses(404, 422, 503),
+    responses=problem_responses(401, 404, 422, 429, 503),
     summary="A customer's points ledger, newest first",
 )
 async def ledger_history(
@@ -200,6 +201,7 @@ async def ledger_history(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=20, description="`next_cursor` of the previous page."),
     runtime: Runtime = Depends(get_runtime),
+    _operator: Operator = Depends(require_role(Role.AGENT)),
 ) -> LedgerPage:
     """One page of the append-only ledger."""
     async with snapshot(runtime) as conn:

@@ -43,7 +43,7 @@ async def test_complaint_flows_to_loyalty_with_one_correlation_id(stack: Stack, 
     assert {e.partitionkey for e in (received, routed, resolved, issued, points)} == {complaint["customer_id"]}
     assert points.data["points"] == issued.data["remedy"]["points"] > 0
 
-    with stack.client("loyalty") as loyalty:
+    with stack.client("loyalty", Role.AGENT) as loyalty:
         view = loyalty.get(f"/v1/customers/{complaint['customer_id']}/loyalty").json()
     assert view["balance"] == issued.data["remedy"]["points"]
 

@@ -76,8 +76,8 @@ class Loyalty:
         return self.stack.client("loyalty", role, subject)
 
     def view(self, customer_id: str, **params: Any) -> httpx.Response:
-        """GET the customer's loyalty view."""
-        with self.client() as client:
+        """GET the customer's loyalty view (as an agent)."""
+        with self.client(Role.AGENT) as client:
             return client.get(f"/v1/customers/{customer_id}/loyalty", params=params)
 
     async def sql(self, statement: str, **params: Any) -> list[Any]:

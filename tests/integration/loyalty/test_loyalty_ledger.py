@@ -164,7 +164,10 @@ async def test_ledger_history_is_paginated_newest_first(loyalty: Loyalty, bus: B
     for points in (1, 2, 3, 4, 5):
         await bus.publish(compensation(customer_id, points))
     await eventually(view_when(loyalty, customer_id, lambda v: v["balance"] == 15))
-    with loyalty.client() as client:
+    with loyalty.client() as anonymous:  # a customer's points are personal data
+        assert anonymous.get(f"/v1/customers/{customer_id}/ledger").status_code == 401
+        assert anonymous.get(f"/v1/customers/{customer_id}/loyalty").status_code == 401
+    with loyalty.client(Role.AGENT) as client:
         first = client.get(f"/v1/customers/{customer_id}/ledger", params={"limit": 2}).json()
         second = client.get(f"/v1/customers/{customer_id}/ledger",
                             params={"limit": 2, "cursor": first["next_cursor"]}).json()
