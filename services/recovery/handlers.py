@@ -68,8 +68,8 @@ async def _update_case(ctx: HandlerContext, case_id: str, **values: Any) -> None
     await ctx.conn.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**values, updated_at=utcnow()))
 
 
-def _routed_row(ctx: HandlerContext, event: EventData) -> dict[str, Any]:
-    assert isinstance(event, CaseRouted)
+def _case_columns(ctx: HandlerContext, event: CaseRouted | CaseResolved) -> dict[str, Any]:
+    """The case's columns that every case event carries."""
     return {
         "case_id": event.case_id,
         "complaint_id": event.complaint_id,
@@ -77,12 +77,19 @@ def _routed_row(ctx: HandlerContext, event: EventData) -> dict[str, Any]:
         "severity": event.severity.value,
         "category": event.category.value,
         "customer_tier": event.customer_tier.value,
-        "department": event.departments[0].value if event.departments else None,
         "queue": event.queue,
-        "state": "open",
         "correlation_id": ctx.envelope.correlationid,
-        "routed_at": event.routed_at,
         "updated_at": utcnow(),
+    }
+
+
+def _routed_row(ctx: HandlerContext, event: EventData) -> dict[str, Any]:
+    assert isinstance(event, CaseRouted)
+    return {
+        **_case_columns(ctx, event),
+        "department": event.departments[0].value if event.departments else None,
+        "state": "open",
+        "routed_at": event.routed_at,
     }
 
 
@@ -132,20 +139,12 @@ _BREACH = (
 async def _project_resolved(ctx: HandlerContext, event: CaseResolved) -> tuple[str | None, bool]:
     """Project a resolved case in one statement; returns its department and whether its SLA was breached."""
     params = {
-        "case_id": event.case_id,
-        "complaint_id": event.complaint_id,
-        "customer_id": event.customer_id,
-        "severity": event.severity.value,
-        "category": event.category.value,
-        "customer_tier": event.customer_tier.value,
+        **_case_columns(ctx, event),
         "department": event.department,
-        "queue": event.queue,
         "first_handling": event.first_handling,
         "sla_breached": event.sla_breached,
         "resolution_code": event.resolution_code,
-        "correlation_id": ctx.envelope.correlationid,
         "resolved_at": event.resolved_at,
-        "updated_at": utcnow(),
     }
     row = (await ctx.conn.execute(_project_resolved_stmt(ctx.conn.dialect.name), params)).one()
     return row.department, bool(row.sla_breached)
