@@ -7,6 +7,7 @@ SQLite files as the embedded default. Tables are SQLAlchemy Core; the delivery t
 """
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -223,6 +224,9 @@ class Database:
 
 
 _DEFERRED = "redress_deferred_inserts"
+# The payload of the NOTIFY a Database.transaction sends: its commit already woke this process's
+# relay (after-commit hook), so the relay's listener skips notifications of its own origin.
+NOTIFY_ORIGIN = uuid.uuid4().hex
 _NOTIFY = "redress_deferred_notify"
 
 
@@ -255,7 +259,7 @@ async def _flush_deferred(conn: AsyncConnection) -> None:
         table = next(iter(pending))
         await conn.execute(sa.insert(table), pending.pop(table))
     for channel in sorted(conn.info.get(_NOTIFY) or ()):
-        await conn.execute(sa.text(f"NOTIFY {channel}"))
+        await conn.execute(sa.text(f"NOTIFY {channel}, '{NOTIFY_ORIGIN}'"))
     conn.info[_NOTIFY] = set()
 
 

@@ -12,13 +12,14 @@ import contextlib
 import logging
 import zlib
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus import KafkaBus
-from shared.db import Database, defer_insert, defer_notify, utcnow
+from shared.db import NOTIFY_ORIGIN, Database, defer_insert, defer_notify, utcnow
 from shared.envelope import Envelope, new_event, to_kafka_from_json
 from shared.events import EventData
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -115,7 +116,30 @@ class OutboxRelay:
             else outbox.c.id.in_(sa.bindparam("ids", expanding=True))
         )
         self._mark_sent = sa.update(outbox).where(sent).values(published_at=sa.bindparam("now"))
+        self._claim = self._claim_statement(outbox)
         db.on_commit(self.wake)
+
+    def _claim_statement(self, outbox: sa.Table) -> sa.Update:
+        """Take the relay lock, pick the oldest unsent rows and mark them sent: one round trip on PostgreSQL.
+
+        The marks are undone by the rollback if the broker refuses the batch. The outer
+        ``published_at IS NULL`` matters: the picking query's snapshot can predate the lock, so a row
+        another relay published meanwhile is re-checked on its newest version and skipped.
+        """
+        key = sa.literal(self._lock_key, sa.BigInteger)
+        locked = sa.select(sa.func.pg_try_advisory_xact_lock(key, type_=sa.Boolean))
+        oldest = (
+            sa.select(outbox.c.id)
+            .where(outbox.c.published_at.is_(None), locked.scalar_subquery())
+            .order_by(outbox.c.id)
+            .limit(sa.bindparam("limit"))
+        )
+        return (
+            sa.update(outbox)
+            .where(outbox.c.published_at.is_(None), outbox.c.id.in_(oldest))
+            .values(published_at=sa.bindparam("now"))
+            .returning(outbox.c.id, outbox.c.topic, outbox.c.event_type, outbox.c.envelope)
+        )
 
     def wake(self) -> None:
         """Ask the relay to drain now (called after a commit that wrote events)."""
@@ -154,21 +178,26 @@ class OutboxRelay:
     async def drain_once(self) -> int:
         """Publish one batch of unsent events; returns how many were sent."""
         async with self.db.engine.begin() as conn:
-            if self.db.is_postgres:
-                got = await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
-                if not got:
-                    return 0
-            rows = (await conn.execute(self._unsent, {"limit": self.settings.outbox_batch})).all()
+            rows = await self._take_unsent(conn)
             if not rows:
                 return 0
             if spans_exported():
                 await self.bus.send_batch([(row.topic, Envelope.model_validate_json(row.envelope)) for row in rows])
             else:  # the stored JSON is sent as it is: no model rebuilt, no PRODUCER span nobody sees
                 await self.bus.send_messages([(row.topic, *to_kafka_from_json(row.envelope)) for row in rows])
-            await conn.execute(self._mark_sent, {"ids": [r.id for r in rows], "now": utcnow()})
+            if not self.db.is_postgres:
+                await conn.execute(self._mark_sent, {"ids": [r.id for r in rows], "now": utcnow()})
         for row in rows:
             EVENTS_PUBLISHED.labels(type=row.event_type).inc()
         return len(rows)
+
+    async def _take_unsent(self, conn: AsyncConnection) -> list[sa.Row[Any]]:
+        """The oldest unsent rows in id order; on PostgreSQL already marked sent in this transaction."""
+        limit = self.settings.outbox_batch
+        if self.db.is_postgres:
+            rows = (await conn.execute(self._claim, {"limit": limit, "now": utcnow()})).all()
+            return sorted(rows, key=lambda row: row.id)
+        return list((await conn.execute(self._unsent, {"limit": limit})).all())
 
     async def backlog(self) -> tuple[int, float]:
         """Unsent events and the age in seconds of the oldest; also sets the gauges."""
@@ -199,6 +228,11 @@ class OutboxRelay:
             )
         return result.rowcount or 0
 
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, origin: str) -> None:
+        # This process's own commits woke the relay already (``on_commit``): only others' count.
+        if origin != NOTIFY_ORIGIN:
+            self._wake.set()
+
     async def _listen(self) -> None:
         """Wake on NOTIFY from other replicas' commits (PostgreSQL only)."""
         channel = notify_channel(self.db.schema)
@@ -207,7 +241,7 @@ class OutboxRelay:
                 async with self.db.engine.connect() as conn:
                     raw = await conn.get_raw_connection()
                     driver = raw.driver_connection
-                    await driver.add_listener(channel, lambda *_: self._wake.set())
+                    await driver.add_listener(channel, self._on_notify)
                     while not self._stopping:
                         await asyncio.sleep(5)
                         await conn.execute(sa.text("SELECT 1"))
