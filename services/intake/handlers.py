@@ -4,6 +4,10 @@ Each event of a complaint (found by its ``complaint_id`` or, failing that, the c
 event of a complaint carries) adds one timeline entry; lifecycle events also move the complaint's
 status. Events can arrive out of order across topics, so a status only replaces one that is older
 by event time. The shared consumer records each event in the inbox, so a redelivery adds nothing.
+
+A fetch's events go to the batch form as one run: its complaints are locked with one statement, its
+timeline entries added with one and the complaints it changed written with one, the new status and case
+worked out in memory by applying the events in fetch order, as the per-event form would.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from services.intake import store
-from shared.consumer import Handler, HandlerContext
+from shared.consumer import BatchableHandler, Handler, HandlerContext
 from shared.events import EVENT_TYPES, EventData
+from shared.logs import correlation_id_var
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +60,15 @@ def _newer(at: datetime, than: datetime | None) -> bool:
     return than is None or at >= than
 
 
+def _complaint_of(ctx: HandlerContext, event: EventData) -> str:
+    """The complaint an event belongs to: the one it names, else the one its correlation id is."""
+    return getattr(event, "complaint_id", None) or ctx.envelope.correlationid
+
+
 async def on_downstream_event(ctx: HandlerContext, event: EventData) -> None:
     """Put a downstream event on its complaint's timeline and move the status when it is a lifecycle step."""
     envelope = ctx.envelope
-    complaint_id = getattr(event, "complaint_id", None) or envelope.correlationid
+    complaint_id = _complaint_of(ctx, event)
     row = await store.complaint(ctx.conn, complaint_id, lock=True)
     if row is None:
         return  # not a complaint of ours (an incident, a manual adjustment, another intake's data)
@@ -76,6 +86,49 @@ async def on_downstream_event(ctx: HandlerContext, event: EventData) -> None:
         log.info("complaint %s is %s (%s)", complaint_id, status, envelope.type)
 
 
+async def on_downstream_events(events: list[tuple[HandlerContext, EventData]]) -> None:
+    """A run of downstream events, in fetch order, with the effects of ``on_downstream_event`` on each in turn.
+
+    Three statements whatever the run's length: lock the complaints, add the timeline entries, write the
+    complaints whose status or case changed.
+    """
+    conn = events[0][0].conn
+    targets = [_complaint_of(ctx, event) for ctx, event in events]
+    rows = await store.complaints_to_follow(conn, {cid for cid in targets if cid})
+    entries: list[dict[str, Any]] = []
+    offered: set[str] = set()
+    for (ctx, event), complaint_id in zip(events, targets, strict=True):
+        envelope = ctx.envelope
+        if complaint_id not in rows or envelope.id in offered:
+            continue  # not ours; or the same event again, which the first one's entry already stands for
+        offered.add(envelope.id)
+        entries.append({"complaint_id": complaint_id, "at": envelope.time, "event_type": envelope.type,
+                        "event_id": envelope.id, "status": STATUS_OF.get(envelope.type), "detail": _detail(event)})
+    added = await store.add_timeline_entries(conn, entries)
+    changed: dict[str, dict[str, Any]] = {}
+    for (ctx, event), complaint_id in zip(events, targets, strict=True):
+        envelope = ctx.envelope
+        if complaint_id not in rows or envelope.id not in added:
+            continue  # not ours, or already on the timeline: no effect
+        added.discard(envelope.id)  # a second copy in the run finds it on the timeline
+        row = rows[complaint_id]
+        case_id = getattr(event, "case_id", None)
+        if case_id and row["case_id"] is None:  # ``set_case`` only fills an unset case
+            row["case_id"] = case_id
+            changed[complaint_id] = row
+        status = STATUS_OF.get(envelope.type)
+        if status and _newer(envelope.time, row["status_at"]):
+            row["status"], row["status_at"] = status, envelope.time
+            changed[complaint_id] = row
+            token = correlation_id_var.set(envelope.correlationid)  # the line carries its complaint, as one by one
+            try:
+                log.info("complaint %s is %s (%s)", complaint_id, status, envelope.type)
+            finally:
+                correlation_id_var.reset(token)
+    await store.update_followed(conn, list(changed.values()))
+
+
 def make_handlers() -> dict[str, Handler]:
-    """One handler for every followed event type."""
-    return dict.fromkeys(followed_event_types(), on_downstream_event)
+    """One handler for every followed event type, all sharing one batch form (a fetch is one run)."""
+    handler = BatchableHandler(one=on_downstream_event, many=on_downstream_events)
+    return dict.fromkeys(followed_event_types(), handler)

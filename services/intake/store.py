@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.intake.channels.base import ContactHints
@@ -276,6 +277,88 @@ async def set_case(conn: AsyncConnection, complaint_id: str, case_id: str) -> No
     """Remember the routing case of a complaint."""
     unset = sa.and_(complaints.c.id == complaint_id, complaints.c.case_id.is_(None))
     await conn.execute(sa.update(complaints).where(unset).values(case_id=case_id))
+
+
+# A run of downstream events: its complaints locked with one statement, its timeline entries added with one,
+# and the complaints it changed written with one (PostgreSQL; SQLite runs the same statement per complaint).
+FOLLOWED_COLUMNS = (complaints.c.id, complaints.c.status, complaints.c.status_at, complaints.c.case_id)
+
+
+@lru_cache(maxsize=2)
+def _followed_query(dialect: str) -> sa.Select:
+    if dialect != "postgresql":
+        return sa.select(*FOLLOWED_COLUMNS).where(complaints.c.id.in_(sa.bindparam("ids", expanding=True)))
+    # One array parameter, so the statement is the same whatever the run's length; locked in id order,
+    # so two transactions locking overlapping sets of complaints cannot deadlock.
+    any_id = complaints.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.String)))
+    return sa.select(*FOLLOWED_COLUMNS).where(any_id).order_by(complaints.c.id).with_for_update()
+
+
+async def complaints_to_follow(conn: AsyncConnection, complaint_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The id, status, status_at and case_id of those of ``complaint_ids`` that exist, locked, by id."""
+    if not complaint_ids:
+        return {}
+    rows = await conn.execute(_followed_query(conn.dialect.name), {"ids": sorted(complaint_ids)})
+    return {row["id"]: dict(row) for row in rows.mappings()}
+
+
+async def add_timeline_entries(conn: AsyncConnection, entries: list[dict[str, Any]]) -> set[str]:
+    """Add timeline entries (the columns of ``add_timeline``) in one statement; the event ids that were new.
+
+    An entry whose event is already on a timeline adds nothing, as in ``add_timeline``.
+    """
+    if not entries:
+        return set()
+    return set((await conn.execute(_timeline_insert(conn.dialect.name), entries)).scalars())
+
+
+@lru_cache(maxsize=2)
+def _timeline_insert(dialect: str) -> Any:
+    """Timeline entries, each unless its event is on a timeline already, returning the event ids added (several
+    rows go as one multi-row INSERT)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(timeline).on_conflict_do_nothing().returning(timeline.c.event_id)
+
+
+@lru_cache(maxsize=2)
+def _followed_update(dialect: str) -> sa.Update:
+    c = complaints.c
+    if dialect != "postgresql":
+        return sa.update(complaints).where(c.id == sa.bindparam("b_id")).values(
+            status=sa.bindparam("b_status"), status_at=sa.bindparam("b_status_at"), case_id=sa.bindparam("b_case_id")
+        )
+    new = (
+        sa.func.unnest(
+            sa.bindparam("ids", type_=ARRAY(sa.String)),
+            sa.bindparam("statuses", type_=ARRAY(sa.String)),
+            sa.bindparam("status_ats", type_=ARRAY(UtcDateTime)),
+            sa.bindparam("case_ids", type_=ARRAY(sa.String)),
+        )
+        .table_valued(sa.column("id", sa.String), sa.column("status", sa.String),
+                      sa.column("status_at", UtcDateTime), sa.column("case_id", sa.String))
+        .render_derived(name="fresh")
+    )
+    return sa.update(complaints).where(c.id == new.c.id).values(
+        status=new.c.status, status_at=new.c.status_at, case_id=new.c.case_id
+    )
+
+
+async def update_followed(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Write the status, status_at and case_id of complaints (rows shaped as ``complaints_to_follow`` returns)."""
+    if not rows:
+        return
+    statement = _followed_update(conn.dialect.name)
+    if conn.dialect.name != "postgresql":
+        params = [{"b_id": r["id"], "b_status": r["status"], "b_status_at": r["status_at"], "b_case_id": r["case_id"]}
+                  for r in rows]
+        await conn.execute(statement, params)
+        return
+    await conn.execute(statement, {
+        "ids": [r["id"] for r in rows],
+        "statuses": [r["status"] for r in rows],
+        "status_ats": [r["status_at"] for r in rows],
+        "case_ids": [r["case_id"] for r in rows],
+    })
 
 
 async def timeline_of(conn: AsyncConnection, complaint_id: str) -> list[dict[str, Any]]:
