@@ -168,9 +168,19 @@ async def on_complaint_received(tx: Tx, event: EventData) -> None:
     await outreach.evaluate_churn(tx, event.customer_id)
 
 
+async def on_complaints_received(items: Sequence[tuple[Tx, EventData]]) -> None:
+    """`on_complaint_received` of a run of events at once: a handful of statements for the whole run."""
+    complaints: list[outreach.Complaint] = []
+    for tx, event in items:
+        assert isinstance(event, ComplaintReceived)
+        complaints.append(outreach.Complaint(tx, event.complaint_id, event.customer_id, event.received_at))
+    await outreach.receive_complaints(complaints)
+
+
 # Effects with a batch form that has the same result as the effect applied to each event in order.
 BATCH_EFFECTS: dict[str, BatchEffect] = {
     CompensationIssued.event_type: on_compensations_issued,
+    ComplaintReceived.event_type: on_complaints_received,
 }
 
 EFFECTS: dict[str, Effect] = {

@@ -96,6 +96,22 @@ async def lock_or_create_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]
     return result.mappings().one()
 
 
+async def lock_or_create_customers(
+    conn: AsyncConnection, customer_ids: Sequence[str], now: datetime
+) -> dict[str, Mapping[str, Any]]:
+    """`lock_or_create_customer` of many customers in one upsert: their locked rows by id.
+
+    The ids are locked in sorted order, so two batches that share customers lock them in the same order.
+    """
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    result = await conn.execute(
+        _create_or_touch(conn).returning(*customers.c), [_new_customer(cid, now) for cid in ids]
+    )
+    return {row["customer_id"]: row for row in result.mappings()}
+
+
 async def lock_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
     """Lock the customer's row for the rest of the transaction and return it."""
     result = await tx.conn.execute(

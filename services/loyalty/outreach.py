@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,9 +13,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.loyalty import feedback, ledger
-from services.loyalty.care import ChurnInputs, churn_alert_due, churn_signals, followup_schedule
+from services.loyalty.care import ChurnInputs, ChurnSignal, churn_alert_due, churn_signals, followup_schedule
 from services.loyalty.ledger import Tx
 from services.loyalty.models import care_followups, complaints_seen, customers, surveys
+from services.loyalty.policy import ChurnRules
 from shared import timers
 from shared.db import insert_ignore, utcnow
 from shared.events.loyalty import CareFollowupDue, ChurnRisk
@@ -79,6 +82,11 @@ async def cancel_followups(tx: Tx, *, customer_id: str | None = None, case_id: s
         where.append(care_followups.c.customer_id == customer_id)
     if case_id:
         where.append(care_followups.c.case_id == case_id)
+    return await _cancel_where(tx, where)
+
+
+async def _cancel_where(tx: Tx, where: list[Any]) -> int:
+    """Cancel the pending follow-ups `where` selects, and their timers: two statements at most."""
     result = await tx.conn.execute(
         sa.update(care_followups)
         .where(*where)
@@ -129,6 +137,11 @@ async def record_complaint(tx: Tx, complaint_id: str, customer_id: str, received
     )
 
 
+def _complaint_times_since(now: datetime, rules: ChurnRules) -> datetime:
+    """The oldest complaint the complaint-rate signal looks at: the recent window and the one before."""
+    return now - 2 * timedelta(days=rules.complaint_window_days)
+
+
 async def _complaint_times(conn: AsyncConnection, customer_id: str, since: datetime) -> tuple[datetime, ...]:
     rows = await conn.scalars(
         sa.select(complaints_seen.c.received_at).where(
@@ -136,6 +149,35 @@ async def _complaint_times(conn: AsyncConnection, customer_id: str, since: datet
         )
     )
     return tuple(rows)
+
+
+def _alert_signals(
+    rules: ChurnRules, inputs: ChurnInputs, last_alert_at: datetime | None
+) -> list[ChurnSignal]:
+    """The signals of the churn alert to raise now; empty when none is present or the cooldown runs."""
+    signals = churn_signals(inputs, rules)
+    if not signals or not churn_alert_due(last_alert_at, inputs.now, rules):
+        return []
+    return signals
+
+
+def _churn_risk(
+    customer_id: str, signals: list[ChurnSignal], now: datetime, tier: CustomerTier, case_id: str | None
+) -> ChurnRisk:
+    return ChurnRisk(
+        customer_id=customer_id,
+        signals=[s.value for s in signals],
+        detected_at=now,
+        customer_tier=tier,
+        case_id=case_id,
+    )
+
+
+async def _mark_alerted(conn: AsyncConnection, customer_ids: Iterable[str], now: datetime) -> None:
+    """Start the customers' churn-alert cooldown (their rows are locked)."""
+    await conn.execute(
+        sa.update(customers).where(customers.c.customer_id.in_(sorted(customer_ids))).values(last_churn_alert_at=now)
+    )
 
 
 async def evaluate_churn(
@@ -154,25 +196,94 @@ async def evaluate_churn(
     if tier_hint is not None and account["tier_year"] is None:
         # Loyalty has no purchases for this customer yet: trust the tier the case carried.
         tier = tier_hint
-    window = timedelta(days=rules.complaint_window_days)
-    times = await _complaint_times(tx.conn, customer_id, tx.now - 2 * window)
-    signals = churn_signals(ChurnInputs(tx.now, times, low_score, sla_breached, tier), rules)
-    if not signals or not churn_alert_due(account["last_churn_alert_at"], tx.now, rules):
+    times = await _complaint_times(tx.conn, customer_id, _complaint_times_since(tx.now, rules))
+    inputs = ChurnInputs(tx.now, times, low_score, sla_breached, tier)
+    signals = _alert_signals(rules, inputs, account["last_churn_alert_at"])
+    if not signals:
         return []
-    await tx.conn.execute(
-        sa.update(customers).where(customers.c.customer_id == customer_id).values(last_churn_alert_at=tx.now)
-    )
-    await tx.emit(
-        ChurnRisk(
-            customer_id=customer_id,
-            signals=[s.value for s in signals],
-            detected_at=tx.now,
-            customer_tier=tier,
-            case_id=case_id,
-        ),
-        customer_id,
-    )
+    await _mark_alerted(tx.conn, [customer_id], tx.now)
+    await tx.emit(_churn_risk(customer_id, signals, tx.now, tier, case_id), customer_id)
     return [s.value for s in signals]
+
+
+@dataclass(frozen=True)
+class Complaint:
+    """One complaint of a batch: what `record_complaint` takes, and the unit of work whose event it emits."""
+
+    tx: Tx
+    complaint_id: str
+    customer_id: str
+    received_at: datetime
+
+
+async def receive_complaints(complaints: Sequence[Complaint]) -> None:
+    """For each complaint in order, `record_complaint`, then, if it is new, `cancel_followups` and
+    `evaluate_churn` of its customer: with at most six statements for the whole batch, whatever its size.
+
+    The result is that of those calls one complaint after the other: a complaint id already seen,
+    or earlier in the batch, has no effect; each customer's row is created if new and locked; each
+    complaint's churn check counts the customer's complaints up to and including it (not the later
+    ones of the batch) and sees an alert raised earlier in the batch; the alerts go out in order.
+    The complaints share the first one's transaction and time.
+    """
+    if not complaints:
+        return
+    first = complaints[0].tx
+    conn, now, rules = first.conn, first.now, first.policy.care.churn
+    firsts: dict[str, Complaint] = {}  # in batch order: a repeated id is the first one's
+    for complaint in complaints:
+        firsts.setdefault(complaint.complaint_id, complaint)
+    recorded = await _record_complaints(conn, list(firsts.values()))
+    new = [c for c in firsts.values() if c.complaint_id in recorded]
+    if not new:
+        return
+    customer_ids = {c.customer_id for c in new}
+    where = [care_followups.c.status == "pending"]
+    if "" not in customer_ids:  # as `cancel_followups`, an empty customer id selects every customer
+        where.append(care_followups.c.customer_id.in_(sorted(customer_ids)))
+    await _cancel_where(first, where)
+    accounts = await ledger.lock_or_create_customers(conn, list(customer_ids), now)
+    # Every counted complaint of these customers; the batch's own count from their turn on.
+    earlier: dict[str, list[datetime]] = {cid: [] for cid in customer_ids}
+    in_batch: dict[str, datetime] = {}
+    rows = await conn.execute(
+        sa.select(complaints_seen.c.complaint_id, complaints_seen.c.customer_id, complaints_seen.c.received_at).where(
+            complaints_seen.c.customer_id.in_(sorted(customer_ids)),
+            complaints_seen.c.received_at >= _complaint_times_since(now, rules),
+        )
+    )
+    for row in rows:
+        if row.complaint_id in recorded:
+            in_batch[row.complaint_id] = row.received_at
+        else:
+            earlier[row.customer_id].append(row.received_at)
+    last_alert = {cid: account["last_churn_alert_at"] for cid, account in accounts.items()}
+    alerts: list[tuple[Complaint, ChurnRisk]] = []
+    for c in new:
+        times = earlier[c.customer_id]
+        if c.complaint_id in in_batch:
+            times.append(in_batch[c.complaint_id])
+        tier = CustomerTier(accounts[c.customer_id]["tier"])
+        signals = _alert_signals(rules, ChurnInputs(now, tuple(times), tier=tier), last_alert[c.customer_id])
+        if signals:
+            last_alert[c.customer_id] = now
+            alerts.append((c, _churn_risk(c.customer_id, signals, now, tier, None)))
+    if alerts:
+        await _mark_alerted(conn, {c.customer_id for c, _ in alerts}, now)
+        for c, event in alerts:
+            await c.tx.emit(event, c.customer_id)
+
+
+async def _record_complaints(conn: AsyncConnection, complaints: list[Complaint]) -> set[str]:
+    """`record_complaint` of complaints with distinct ids in one statement: the ids that were new."""
+    rows = [
+        {"complaint_id": c.complaint_id, "customer_id": c.customer_id, "received_at": c.received_at}
+        for c in sorted(complaints, key=lambda c: c.complaint_id)  # one lock order for concurrent batches
+    ]
+    result = await conn.execute(
+        _insert(conn, complaints_seen).on_conflict_do_nothing().returning(complaints_seen.c.complaint_id), rows
+    )
+    return set(result.scalars())
 
 
 async def schedule_recovery_survey(tx: Tx, customer_id: str, case_id: str | None, compensation_id: str) -> bool:
