@@ -77,10 +77,13 @@ async def _schedule_timers(tx: Tx, kind: str, due: dict[str, tuple[datetime, dic
 
 async def cancel_followups(tx: Tx, *, customer_id: str | None = None, case_id: str | None = None) -> int:
     """Cancel pending follow-ups of a customer (they complained again) or of a case (it was reopened)."""
+    if customer_id is None and case_id is None:
+        raise ValueError("cancel_followups needs a customer or a case")
     where = [care_followups.c.status == "pending"]
-    if customer_id:
+    # `is not None`: an empty id selects nobody's follow-ups, never everybody's.
+    if customer_id is not None:
         where.append(care_followups.c.customer_id == customer_id)
-    if case_id:
+    if case_id is not None:
         where.append(care_followups.c.case_id == case_id)
     return await _cancel_where(tx, where)
 
@@ -238,9 +241,7 @@ async def receive_complaints(complaints: Sequence[Complaint]) -> None:
     if not new:
         return
     customer_ids = {c.customer_id for c in new}
-    where = [care_followups.c.status == "pending"]
-    if "" not in customer_ids:  # as `cancel_followups`, an empty customer id selects every customer
-        where.append(care_followups.c.customer_id.in_(sorted(customer_ids)))
+    where = [care_followups.c.status == "pending", care_followups.c.customer_id.in_(sorted(customer_ids))]
     await _cancel_where(first, where)
     accounts = await ledger.lock_or_create_customers(conn, list(customer_ids), now)
     # Every counted complaint of these customers; the batch's own count from their turn on.

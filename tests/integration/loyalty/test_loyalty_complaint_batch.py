@@ -314,3 +314,17 @@ async def test_a_fetch_of_complaints_costs_the_same_statements_whatever_its_size
     assert alerts == {2: 2, 20: 20}
     # Sixty complaints cost what six do: every step is one statement for the whole run.
     assert costs[20] == costs[2], costs
+
+
+@pytest.mark.parametrize("one_fetch", [True, False], ids=["batch", "one-by-one"])
+async def test_a_complaint_without_a_customer_cancels_nobodys_followups(
+    database: Database, kafka_bus: KafkaBus, complaint_env: dict[str, str], one_fetch: bool
+) -> None:
+    p = new_id("empty")
+    consumer = _consumer(database, kafka_bus, complaint_env, default_policy(), batched=one_fetch)
+    await _handle(consumer, [_event(_resolved(p, "case", "someone", days_ago=1))], one_fetch=False)
+    nameless = [_complaint(p, "nobody", "x"), _complaint(p, "nobody-2", "x")]
+    fetch = [_event(c.model_copy(update={"customer_id": ""})) for c in nameless]
+    await _handle(consumer, fetch, one_fetch=one_fetch)
+    snapshot = await _snapshot(database, p, fetch)
+    assert {f[2]: f[4] for f in snapshot["followups"]} == {"P-case": "pending"}
