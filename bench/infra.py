@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("BENCH_POSTGRES_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 OPERATOR_SECRET = "bench-operator-secret-0123456789abcdef"
 SERVICES = ("intake", "routing", "recovery", "loyalty")
+FETCH_MAX_WAIT_MS = os.environ.get("BENCH_FETCH_MAX_WAIT_MS", "5")
 PRIVATE_LOG: Path | None = None  # the private cluster's server log, while it runs
 
 
@@ -118,8 +119,9 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
     for name in SERVICES:
         prefix = name.upper()
         # The embedded broker answers a waiting fetch only when the wait runs out (TOOLING.md);
-        # a real broker answers at once. 5 ms keeps the mock's artefact out of the latency figures.
-        env[f"{prefix}_KAFKA_FETCH_MAX_WAIT_MS"] = "5"
+        # a real broker answers at once. A short wait keeps the mock's artefact out of the latency
+        # figures, but every idle consumer then polls that often (BENCH_FETCH_MAX_WAIT_MS to compare).
+        env[f"{prefix}_KAFKA_FETCH_MAX_WAIT_MS"] = FETCH_MAX_WAIT_MS
         env[f"{prefix}_KAFKA_LINGER_MS"] = "1"
         env[f"{prefix}_KAFKA_ASSIGNOR_DELAY_MS"] = "0"
         # One benchmark agent resolves hundreds of cases a second: lift the per-operator limit.
