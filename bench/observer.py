@@ -32,6 +32,7 @@ class Observer:
         self.want_data = want_data
         self.arrivals: dict[str, dict[str, float]] = defaultdict(dict)
         self.counts: dict[str, int] = defaultdict(int)
+        self.last_arrival: dict[str, float] = {}  # when the latest event of each type arrived
         self.data: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.callbacks: list[Callback] = []
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +70,7 @@ class Observer:
         if not event_type:
             event_type = "dead-letter" if any(n == "dlq_error" for n, _ in headers) else "unknown"
         self.counts[event_type] += 1
+        self.last_arrival[event_type] = now
         self.arrivals[event_type].setdefault(correlation, now)
         data = None
         if event_type in self.want_data and value:

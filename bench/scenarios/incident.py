@@ -84,7 +84,7 @@ async def _run(bench: Bench, recovery_url: str) -> dict[str, Any]:
             upload_s = time.monotonic() - started
             stop_reason = await _wait_grants(observer, total, stall_s=60, cap_s=bench.plan.wait_cap_s)
             # Up to the last grant seen: waiting to be sure that no more come is not loyalty's time.
-            last_grant = max(observer.arrivals[POINTS].values(), default=None)
+            last_grant = observer.last_arrival.get(POINTS)
             elapsed = last_grant - started_wall if last_grant else time.monotonic() - started
             progress = (await client.get(f"/v1/incidents/{incident_id}")).json()
     finally:
