@@ -6,6 +6,7 @@ SQLite files as the embedded default. Tables are SQLAlchemy Core; the delivery t
 ``add_delivery_tables``.
 """
 
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -253,14 +254,68 @@ async def defer_notify(conn: AsyncConnection, channel: str) -> None:
 
 
 async def _flush_deferred(conn: AsyncConnection) -> None:
-    """Write the deferred rows (in the order their tables were first used) and send the notifications."""
+    """Write the deferred rows (in the order their tables were first used) and send the notifications.
+
+    On PostgreSQL all of it is one statement (``_one_statement_flush``) when every table's rows allow.
+    """
     pending: dict[sa.Table, list[dict[str, Any]]] = conn.info.get(_DEFERRED) or {}
+    channels = sorted(conn.info.get(_NOTIFY) or ())
+    conn.info[_NOTIFY] = set()
+    if not pending and not channels:
+        return
+    if conn.dialect.name == "postgresql" and all(_unnestable(table, rows) for table, rows in pending.items()):
+        statement, params = _one_statement_flush(conn.dialect, list(pending.items()), channels)
+        pending.clear()
+        await conn.exec_driver_sql(statement, params)
+        return
     while pending:
         table = next(iter(pending))
-        await conn.execute(sa.insert(table), pending.pop(table))
-    for channel in sorted(conn.info.get(_NOTIFY) or ()):
+        # One executemany per run of rows with the same keys: it takes the columns from the first row.
+        for _, same_keys in itertools.groupby(pending.pop(table), key=lambda row: tuple(row)):
+            await conn.execute(sa.insert(table), list(same_keys))
+    for channel in channels:
         await conn.execute(sa.text(f"NOTIFY {channel}, '{NOTIFY_ORIGIN}'"))
-    conn.info[_NOTIFY] = set()
+
+
+def _unnestable(table: sa.Table, rows: list[dict[str, Any]]) -> bool:
+    """Rows that can go in as column arrays: the same keys in each, and no Python-side default left to apply."""
+    keys = rows[0].keys()
+    if any(row.keys() != keys for row in rows):
+        return False
+    if any(isinstance(table.c[name].type, sa.ARRAY) for name in keys):
+        return False  # unnest would flatten an array of arrays
+    return all(column.default is None for column in table.columns if column.name not in keys)
+
+
+def _one_statement_flush(
+    dialect: sa.Dialect, pending: list[tuple[sa.Table, list[dict[str, Any]]]], channels: list[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """Every table's rows and every NOTIFY as one statement: one round trip instead of one per table.
+
+    Each table's rows are one ``INSERT ... SELECT * FROM unnest(column arrays)`` in a WITH clause, so
+    the text depends only on the tables and columns, never on the number of rows (asyncpg prepares it
+    once). Foreign keys are checked at the end of the statement, when every table's rows are in.
+    """
+    quote = dialect.identifier_preparer
+    parts: list[str] = []
+    params: list[Any] = []
+    for n, (table, rows) in enumerate(pending):
+        columns = [table.c[name] for name in rows[0]]
+        arrays = []
+        for column in columns:
+            process = column.type.bind_processor(dialect)
+            values = [row[column.name] for row in rows]
+            params.append([process(v) for v in values] if process else values)
+            arrays.append(f"${len(params)}::{column.type.compile(dialect)}[]")
+        names = ", ".join(quote.quote(column.name) for column in columns)
+        parts.append(f"w{n} AS (INSERT INTO {quote.format_table(table)} ({names}) "
+                     f"SELECT * FROM unnest({', '.join(arrays)}))")
+    notices = []
+    for channel in channels:
+        params += [channel, NOTIFY_ORIGIN]
+        notices.append(f"pg_notify(${len(params) - 1}, ${len(params)})")
+    head = f"WITH {', '.join(parts)} " if parts else ""
+    return f"{head}SELECT {', '.join(notices) or '1'}", tuple(params)
 
 
 async def insert_ignore(conn: AsyncConnection, table: sa.Table, values: dict[str, object]) -> bool:
