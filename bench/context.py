@@ -33,13 +33,22 @@ class Plan:
     memory_limit_mib: float = 150.0
     fill_budget_s: float = 240.0  # volume: stop filling (and say so) rather than blow the run's time budget
     wait_cap_s: float = 180.0  # incident: stop waiting for grants after this long past the upload
+    # incident: recovery's fan-out throttle (RECOVERY_INCIDENT_RATE_PER_SECOND). The embedded broker keeps
+    # about 5 MiB per partition and drops the rest: loyalty must never fall that far behind. 0: the default.
+    incident_rate: float = 1200.0
 
     @classmethod
     def from_env(cls) -> "Plan":
-        """BENCH_QUICK=1 for the short plan, else the full one; BENCH_INCIDENT_CUSTOMERS sets the incident's size."""
+        """BENCH_QUICK=1 for the short plan, else the full one.
+
+        BENCH_INCIDENT_CUSTOMERS sets the incident's size, BENCH_INCIDENT_RATE recovery's fan-out throttle.
+        """
         plan = cls._quick() if os.environ.get("BENCH_QUICK", "") not in ("", "0") else cls._full()
-        customers = os.environ.get("BENCH_INCIDENT_CUSTOMERS", "")
-        return replace(plan, incident_customers=int(customers)) if customers else plan
+        if customers := os.environ.get("BENCH_INCIDENT_CUSTOMERS", ""):
+            plan = replace(plan, incident_customers=int(customers))
+        if rate := os.environ.get("BENCH_INCIDENT_RATE", ""):
+            plan = replace(plan, incident_rate=float(rate))
+        return plan
 
     @classmethod
     def _quick(cls) -> "Plan":

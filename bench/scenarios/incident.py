@@ -2,8 +2,10 @@
 
 Through the real API: an incident is declared with the first part of the customer list, the rest is
 uploaded in parts of 5,000, the list is closed; recovery fans out one ``compensation.issued.v1`` per
-customer (at its configured rate), loyalty grants the points (``loyalty.points_changed.v1``). The
-clock runs from the declaration to the last grant; resident memory of both services is sampled.
+customer, loyalty grants the points (``loyalty.points_changed.v1``). The clock runs from the
+declaration to the last grant; resident memory of both services is sampled. Recovery's fan-out is
+throttled (``BENCH_INCIDENT_RATE``, 1,200/s unless set; 0 leaves recovery's own setting) to a rate
+loyalty keeps up with here, as an operator would set it.
 
 The embedded broker keeps only about 5 MiB per partition (TOOLING.md): if loyalty falls more than
 that far behind recovery, the oldest events are gone from the broker (a real Kafka keeps them),
@@ -31,7 +33,10 @@ ISSUED = "compensation.issued.v1"
 
 def measure_incident(bench: Bench) -> None:
     """Declare, upload, complete; wait for every grant; report time, rates and memory."""
-    servers = {name: Server(name, f"services.{name}.app:app", bench.env, bench.logs / f"incident-{name}.log")
+    env = dict(bench.env)
+    if bench.plan.incident_rate:
+        env["RECOVERY_INCIDENT_RATE_PER_SECOND"] = f"{bench.plan.incident_rate:g}"
+    servers = {name: Server(name, f"services.{name}.app:app", env, bench.logs / f"incident-{name}.log")
                for name in ("recovery", "loyalty")}
     bench.stack.update(servers)
     for server in servers.values():
@@ -42,13 +47,16 @@ def measure_incident(bench: Bench) -> None:
     bench.raw["incident"] = {**outcome, "memory_peak_mib": memory.peak}
     complete = outcome["granted"] >= total
     note = f"{outcome['granted']:,} of {total:,} granted" + ("" if complete else f"; {outcome['stop_reason']}")
+    # The aim is 1,000,000 customers in 300 s: a smaller incident is held to the same pace.
     row = limit_row("4 incident", f"{total:,} customers: declare -> last points granted",
-                    Spread.of([outcome["elapsed_s"]]), "s", limit=300, note=note)
+                    Spread.of([outcome["elapsed_s"]]), "s", limit=round(300 * total / 1_000_000, 1), note=note)
     if not complete:
         row.met = False  # the clock stopped before every grant arrived: the aim is not shown as met
     bench.add(row)
     bench.add(limit_row("4 incident", "upload of the customer list", Spread.of([outcome["upload_s"]]), "s"))
-    bench.add(limit_row("4 incident", "compensations issued per second", Spread.of([outcome["issued_rate"]]), "/s"))
+    throttle = f"recovery's fan-out throttled to {bench.plan.incident_rate:g}/s" if bench.plan.incident_rate else ""
+    bench.add(limit_row("4 incident", "compensations issued per second", Spread.of([outcome["issued_rate"]]), "/s",
+                        note=throttle))
     bench.add(limit_row("4 incident", "points grants per second", Spread.of([outcome["granted_rate"]]), "/s"))
     for name in servers:
         bench.add(limit_row("4 incident", f"{name} peak resident size", Spread.of([memory.peak[name]]), "MiB",
