@@ -5,25 +5,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.scenarios.timers import SCHEMA, _fill
 from shared.db import Database, add_delivery_tables
+from tests.support.schemas import fresh_schema
 
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """The benchmark's timers table on the test database."""
     metadata = sa.MetaData()
-    tables = add_delivery_tables(metadata)
-    engine = create_async_engine(database_url, connect_args={"server_settings": {"search_path": SCHEMA}})
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        await conn.run_sync(metadata.create_all)
-    yield Database(engine, tables, SCHEMA)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    await engine.dispose()
+    async with fresh_schema(database_url, metadata, add_delivery_tables(metadata), schema=SCHEMA) as database:
+        yield database
 
 
 async def test_due_timers_are_spread_evenly_over_the_window(db: Database) -> None:

@@ -1,6 +1,5 @@
 """Deferred rows and the NOTIFY of a transaction go to PostgreSQL as one statement at commit."""
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -8,9 +7,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import Database, UtcDateTime, add_delivery_tables, defer_insert, defer_notify
+from tests.support.schemas import fresh_schema
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -37,16 +36,8 @@ defaulted = sa.Table(
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """A Database on a fresh schema with a parent table, a child table and a table with a Python default."""
-    schema = f"flush_{uuid.uuid4().hex[:8]}"
-    engine = create_async_engine(database_url, pool_size=2, max_overflow=0,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(metadata.create_all)
-    yield Database(engine, tables, schema)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
+    async with fresh_schema(database_url, metadata, tables, prefix="flush") as database:
+        yield database
 
 
 class Statements:

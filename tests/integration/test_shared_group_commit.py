@@ -19,6 +19,7 @@ from shared.events.loyalty import PointsChanged
 from shared.group_commit import GroupCommit
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
+from tests.support.schemas import fresh_schema
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -38,17 +39,8 @@ def points_event(customer: str = "cust-1", points: int = 10) -> PointsChanged:
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """A Database on a fresh schema holding the delivery tables and a notes table."""
-    schema = f"gc_{uuid.uuid4().hex[:8]}"
-    engine = create_async_engine(database_url, pool_size=2, max_overflow=0,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(metadata.create_all)
-    database = Database(engine, tables, schema)
-    yield database
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
+    async with fresh_schema(database_url, metadata, tables, prefix="gc") as database:
+        yield database
 
 
 async def count(db: Database, table: sa.Table) -> int:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import KafkaBus
 from shared.db import NOTIFY_ORIGIN, Database, add_delivery_tables
@@ -22,6 +21,7 @@ from shared.events.loyalty import PointsChanged
 from shared.outbox import Emitter, OutboxRelay, notify_channel
 from shared.settings import ServiceSettings
 from shared.topics import Topic
+from tests.support.schemas import fresh_schema
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -30,16 +30,8 @@ tables = add_delivery_tables(metadata)
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """A Database on a fresh schema holding the delivery tables."""
-    schema = f"relay_{uuid.uuid4().hex[:8]}"
-    engine = create_async_engine(database_url, pool_size=3, max_overflow=0,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(metadata.create_all)
-    yield Database(engine, tables, schema)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
+    async with fresh_schema(database_url, metadata, tables, prefix="relay", pool_size=3) as database:
+        yield database
 
 
 def closed_port() -> str:

@@ -1,12 +1,10 @@
 """The batched timer worker on a real PostgreSQL database: fires due timers once, isolates a failing one."""
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import Database, add_delivery_tables, utcnow
 from shared.events.loyalty import PointsChanged
@@ -14,6 +12,7 @@ from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.timer_batch import BatchedTimerWorker
 from shared.timers import TimerContext, schedule
+from tests.support.schemas import fresh_schema
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -22,16 +21,8 @@ tables = add_delivery_tables(metadata)
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """A Database on a fresh schema holding the delivery tables."""
-    schema = f"tb_{uuid.uuid4().hex[:8]}"
-    engine = create_async_engine(database_url, pool_size=2, max_overflow=0,
-                                 connect_args={"server_settings": {"search_path": schema}})
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(metadata.create_all)
-    yield Database(engine, tables, schema)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
+    async with fresh_schema(database_url, metadata, tables, prefix="tb") as database:
+        yield database
 
 
 async def add_timers(db: Database, keys: list[str], due_in: timedelta) -> None:

@@ -13,11 +13,19 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.loyalty.handlers import build_handlers
+from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.settings import Settings
+from shared.bus import KafkaBus
+from shared.consumer import BatchableHandler, EventConsumer, Handler
+from shared.db import Database
 from shared.envelope import Envelope, new_event, to_kafka
-from shared.events import EventData
+from shared.events import EVENT_TYPES, EventData
 from shared.events.vocabulary import Role
+from shared.outbox import Emitter
 from shared.topics import Topic
 from tests.support.events import EventTap
 from tests.support.stack import Stack
@@ -118,3 +126,39 @@ def view_when(loyalty: Loyalty, customer_id: str, check: Callable[[dict[str, Any
         return body if check(body) else None
 
     return probe
+
+
+def consumer_settings(env: dict[str, str]) -> Settings:
+    """Loyalty's settings for a consumer driven by a test: no retries, so a failure shows at once."""
+    return Settings(
+        database_url=env["DATABASE_URL"], kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        consumer_max_retries=0, consumer_retry_backoff_ms=1,
+    )
+
+
+def loyalty_consumer(
+    db: Database, bus: KafkaBus, env: dict[str, str], policy: LoyaltyPolicy, *, batched: bool
+) -> EventConsumer:
+    """Loyalty's consumer without the service; ``batched=False`` keeps only the per-event forms."""
+    handlers: dict[str, Handler] = build_handlers(policy)
+    if not batched:
+        handlers = {k: h.one if isinstance(h, BatchableHandler) else h for k, h in handlers.items()}
+    return EventConsumer(service="loyalty", settings=consumer_settings(env), db=db, bus=bus,
+                         emitter=Emitter(db, source="/redress/loyalty"), handlers=handlers, topics=[])
+
+
+def consumer_record(env: Envelope, offset: int) -> ConsumerRecord:
+    """An event as the consumer gets it from a fetch."""
+    key, value, headers = to_kafka(env)
+    topic = str(EVENT_TYPES[env.type].topic)
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), headers)
+
+
+async def feed(consumer: EventConsumer, events: list[Envelope], *, one_fetch: bool) -> None:
+    """Hand events to the consumer as one fetch, or as one fetch each."""
+    records = [consumer_record(env, offset) for offset, env in enumerate(events)]
+    if one_fetch:
+        await consumer.process(records)
+        return
+    for record in records:
+        await consumer.process([record])

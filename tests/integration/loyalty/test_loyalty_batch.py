@@ -16,26 +16,22 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.loyalty import accounts, ledger
-from services.loyalty.handlers import build_handlers
 from services.loyalty.models import customers, delivery, orders
 from services.loyalty.policy import default_policy
-from services.loyalty.settings import Settings
 from services.loyalty.sweep import _tx, sweep_once
 from shared.bus import KafkaBus
-from shared.consumer import BatchableHandler, EventConsumer, Handler
 from shared.db import Database
-from shared.envelope import Envelope, new_event, to_kafka
-from shared.events import EVENT_TYPES, EventData
+from shared.envelope import Envelope, new_event
+from shared.events import EventData
 from shared.events.cases import CaseResolved
 from shared.events.compensation import CompensationIssued, CompensationReversed, Remedy
 from shared.events.orders import OrderCompleted, OrderRefunded
 from shared.events.vocabulary import Category, CustomerTier, Severity
 from shared.outbox import Emitter
-from tests.integration.loyalty.helpers import new_id
+from tests.integration.loyalty.helpers import consumer_settings, feed, loyalty_consumer, new_id
 from tests.support.stack import private_service_env
 
 # Fields that differ between two correct runs: generated ids, tokens and the time of handling.
@@ -62,30 +58,9 @@ async def database(batch_env: dict[str, str]) -> AsyncIterator[Database]:
 @pytest.fixture
 async def kafka_bus(batch_env: dict[str, str]) -> AsyncIterator[KafkaBus]:
     """Where the consumer dead-letters."""
-    bus = KafkaBus(_settings(batch_env), client_id="loyalty-batch-test")
+    bus = KafkaBus(consumer_settings(batch_env), client_id="loyalty-batch-test")
     yield bus
     await bus.close()
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    return Settings(
-        database_url=env["DATABASE_URL"], kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        consumer_max_retries=0, consumer_retry_backoff_ms=1,
-    )
-
-
-def _consumer(db: Database, bus: KafkaBus, env: dict[str, str], *, batched: bool) -> EventConsumer:
-    handlers: dict[str, Handler] = build_handlers(default_policy())
-    if not batched:
-        handlers = {k: h.one if isinstance(h, BatchableHandler) else h for k, h in handlers.items()}
-    return EventConsumer(service="loyalty", settings=_settings(env), db=db, bus=bus,
-                         emitter=Emitter(db, source="/redress/loyalty"), handlers=handlers, topics=[])
-
-
-def _record(env: Envelope, offset: int) -> ConsumerRecord:
-    key, value, headers = to_kafka(env)
-    topic = str(EVENT_TYPES[env.type].topic)
-    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), headers)
 
 
 def _event(data: EventData) -> Envelope:
@@ -169,15 +144,6 @@ def _stable(data: Any) -> Any:
     return data
 
 
-async def _handle(consumer: EventConsumer, events: list[Envelope], *, one_fetch: bool) -> None:
-    records = [_record(env, offset) for offset, env in enumerate(events)]
-    if one_fetch:
-        await consumer.process(records)
-    else:
-        for record in records:
-            await consumer.process([record])
-
-
 async def test_a_fetch_of_grants_gives_what_the_events_give_one_at_a_time(
     database: Database, kafka_bus: KafkaBus, batch_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -185,9 +151,9 @@ async def test_a_fetch_of_grants_gives_what_the_events_give_one_at_a_time(
     caplog.set_level(logging.INFO, logger="shared.consumer")
     for prefix, one_fetch in ((batched, True), (single, False)):
         seed, fetch = _scenario(prefix)
-        consumer = _consumer(database, kafka_bus, batch_env, batched=one_fetch)
-        await _handle(consumer, seed, one_fetch=False)
-        await _handle(consumer, fetch, one_fetch=one_fetch)
+        consumer = loyalty_consumer(database, kafka_bus, batch_env, default_policy(), batched=one_fetch)
+        await feed(consumer, seed, one_fetch=False)
+        await feed(consumer, fetch, one_fetch=one_fetch)
     # The fetch went through in one transaction: no fallback to one at a time hid a batch failure.
     assert "one by one" not in caplog.text
     got, expected = await _snapshot(database, batched), await _snapshot(database, single)
@@ -210,7 +176,8 @@ async def test_a_failing_event_in_a_fetch_falls_back_to_one_at_a_time(
     p = new_id("fb")
     unknown_refund = OrderRefunded(order_id=f"{p}-nope", customer_id=f"{p}-a", amount_minor=100, refunded_at=_T0)
     fetch = [_event(_issued(p, 1, "a", 100)), _event(unknown_refund), _event(_issued(p, 2, "a", 20))]
-    await _handle(_consumer(database, kafka_bus, batch_env, batched=True), fetch, one_fetch=True)
+    consumer = loyalty_consumer(database, kafka_bus, batch_env, default_policy(), batched=True)
+    await feed(consumer, fetch, one_fetch=True)
     got = await _snapshot(database, p)
     assert got["customers"] == [["P-a", 120, "potential", [], None]]
     assert [(e[1], e[2], e[3]) for e in got["ledger"]] == [("earn", 100, 100), ("earn", 20, 120)]

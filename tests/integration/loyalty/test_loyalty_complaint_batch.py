@@ -21,24 +21,20 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.loyalty.handlers import build_handlers
 from services.loyalty.models import delivery
 from services.loyalty.policy import LoyaltyPolicy, default_policy
 from services.loyalty.settings import Settings
 from shared.bus import KafkaBus
-from shared.consumer import BatchableHandler, EventConsumer, Handler
 from shared.db import Database, make_engine
 from shared.devstack import ROOT
-from shared.envelope import Envelope, new_event, to_kafka
-from shared.events import EVENT_TYPES, EventData
+from shared.envelope import Envelope, new_event
+from shared.events import EventData
 from shared.events.cases import CaseResolved
 from shared.events.complaints import Classification, ComplaintReceived
 from shared.events.vocabulary import Category, Channel, CustomerTier, Severity
-from shared.outbox import Emitter
-from tests.integration.loyalty.helpers import new_id
+from tests.integration.loyalty.helpers import consumer_settings, feed, loyalty_consumer, new_id
 from tests.support.stack import private_service_env, stack_env
 
 # Fields that differ between two correct runs: generated ids, tokens and the time of handling.
@@ -86,16 +82,9 @@ async def database(request: pytest.FixtureRequest, complaint_env: dict[str, str]
 @pytest.fixture
 async def kafka_bus(complaint_env: dict[str, str]) -> AsyncIterator[KafkaBus]:
     """Where the consumer dead-letters."""
-    bus = KafkaBus(_settings(complaint_env), client_id="loyalty-complaint-batch-test")
+    bus = KafkaBus(consumer_settings(complaint_env), client_id="loyalty-complaint-batch-test")
     yield bus
     await bus.close()
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    return Settings(
-        database_url=env["DATABASE_URL"], kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-        consumer_max_retries=0, consumer_retry_backoff_ms=1,
-    )
 
 
 def _policy(cooldown_days: int | None) -> LoyaltyPolicy:
@@ -107,34 +96,8 @@ def _policy(cooldown_days: int | None) -> LoyaltyPolicy:
     return policy.model_copy(update={"care": policy.care.model_copy(update={"churn": churn})})
 
 
-def _consumer(
-    db: Database, bus: KafkaBus, env: dict[str, str], policy: LoyaltyPolicy, *, batched: bool
-) -> EventConsumer:
-    handlers: dict[str, Handler] = build_handlers(policy)
-    assert isinstance(handlers[ComplaintReceived.event_type], BatchableHandler)
-    if not batched:
-        handlers = {k: h.one if isinstance(h, BatchableHandler) else h for k, h in handlers.items()}
-    return EventConsumer(service="loyalty", settings=_settings(env), db=db, bus=bus,
-                         emitter=Emitter(db, source="/redress/loyalty"), handlers=handlers, topics=[])
-
-
-def _record(env: Envelope, offset: int) -> ConsumerRecord:
-    key, value, headers = to_kafka(env)
-    topic = str(EVENT_TYPES[env.type].topic)
-    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), headers)
-
-
 def _event(data: EventData) -> Envelope:
     return new_event(data, source="/test", subject=None, correlation_id=new_id("corr"))
-
-
-async def _handle(consumer: EventConsumer, events: list[Envelope], *, one_fetch: bool) -> None:
-    records = [_record(env, offset) for offset, env in enumerate(events)]
-    if one_fetch:
-        await consumer.process(records)
-    else:
-        for record in records:
-            await consumer.process([record])
 
 
 def _complaint(p: str, complaint: str, customer: str, days_ago: float = 0) -> ComplaintReceived:
@@ -255,9 +218,9 @@ async def test_a_fetch_of_complaints_gives_what_the_events_give_one_at_a_time(
     handled: dict[str, list[Envelope]] = {}
     for prefix, one_fetch in ((batched, True), (single, False)):
         seed, fetch = _scenario(prefix)
-        consumer = _consumer(database, kafka_bus, complaint_env, policy, batched=one_fetch)
-        await _handle(consumer, seed, one_fetch=False)
-        await _handle(consumer, fetch, one_fetch=one_fetch)
+        consumer = loyalty_consumer(database, kafka_bus, complaint_env, policy, batched=one_fetch)
+        await feed(consumer, seed, one_fetch=False)
+        await feed(consumer, fetch, one_fetch=one_fetch)
         handled[prefix] = seed + fetch
     # The fetch went through in one transaction: no fallback to one at a time hid a batch failure.
     assert "one by one" not in caplog.text
@@ -294,17 +257,17 @@ async def test_a_fetch_of_complaints_costs_the_same_statements_whatever_its_size
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    consumer = _consumer(database, kafka_bus, complaint_env, default_policy(), batched=True)
+    consumer = loyalty_consumer(database, kafka_bus, complaint_env, default_policy(), batched=True)
     costs: dict[int, int] = {}
     alerts: dict[int, int] = {}
     for customers in (2, 20):
         p = new_id("n")
         seed, fetch = _crowd(p, customers)
-        await _handle(consumer, seed, one_fetch=False)
+        await feed(consumer, seed, one_fetch=False)
         sa.event.listen(database.engine.sync_engine, "before_cursor_execute", count)
         try:
             statements.clear()
-            await _handle(consumer, fetch, one_fetch=True)
+            await feed(consumer, fetch, one_fetch=True)
             costs[customers] = len(statements)
         finally:
             sa.event.remove(database.engine.sync_engine, "before_cursor_execute", count)
@@ -321,10 +284,10 @@ async def test_a_complaint_without_a_customer_cancels_nobodys_followups(
     database: Database, kafka_bus: KafkaBus, complaint_env: dict[str, str], one_fetch: bool
 ) -> None:
     p = new_id("empty")
-    consumer = _consumer(database, kafka_bus, complaint_env, default_policy(), batched=one_fetch)
-    await _handle(consumer, [_event(_resolved(p, "case", "someone", days_ago=1))], one_fetch=False)
+    consumer = loyalty_consumer(database, kafka_bus, complaint_env, default_policy(), batched=one_fetch)
+    await feed(consumer, [_event(_resolved(p, "case", "someone", days_ago=1))], one_fetch=False)
     nameless = [_complaint(p, "nobody", "x"), _complaint(p, "nobody-2", "x")]
     fetch = [_event(c.model_copy(update={"customer_id": ""})) for c in nameless]
-    await _handle(consumer, fetch, one_fetch=one_fetch)
+    await feed(consumer, fetch, one_fetch=one_fetch)
     snapshot = await _snapshot(database, p, fetch)
     assert {f[2]: f[4] for f in snapshot["followups"]} == {"P-case": "pending"}
