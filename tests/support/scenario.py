@@ -57,7 +57,11 @@ async def flow_exactly_once(
     await asyncio.to_thread(stream.join)
     assert not stream.failed, f"{len(stream.failed)} complaints never accepted"
     complaints = set(stream.accepted.values())
-    assert len(complaints) == count
+    answers = list(stream.accepted.values())
+    shared = sorted({cid for cid in answers if answers.count(cid) > 1})
+    assert len(complaints) == count, (
+        f"{len(stream.accepted)} messages accepted, {len(complaints)} complaint ids; given to several: {shared}; "
+        f"statuses seen: {dict(stream.statuses)}")
 
     routed = await wait_effects_once(tap, "case.routed.v1", lambda e: e.correlationid, complaints)
     cases = [e.data["case_id"] for e in routed.values()]
