@@ -52,7 +52,10 @@ class ComplaintStream:
         with httpx.Client(timeout=5) as client:
             for i in range(self.count):
                 started = time.monotonic()
-                self._submit_until_accepted(client, web_complaint(customer_id=f"load-{i % 50}-{uuid.uuid4().hex[:4]}"))
+                # A distinct customer per message: with the default text's order number, two messages of one
+                # customer are one complaint and its follow-up (four hex digits collided in about 1 run in 200).
+                customer = f"load-{i % 50}-{uuid.uuid4().hex[:12]}"
+                self._submit_until_accepted(client, web_complaint(customer_id=customer))
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     def _submit_until_accepted(self, client: httpx.Client, body: dict[str, object]) -> None:
