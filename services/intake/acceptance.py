@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,13 +27,26 @@ from services.intake.schemas import ComplaintAccepted
 from services.intake.security import VerifiedRequest, replayed
 from shared.db import utcnow
 from shared.events.complaints import Classification, ComplaintFollowedUp, ComplaintReceived
-from shared.group_commit import group_commit
+from shared.group_commit import GroupCommit, group_commit
 from shared.idempotency import remember_answer, stored_answer
 from shared.logs import correlation_id_var
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
+# What a message's work will log once its transaction commits: a work can run in a group that fails
+# and again alone, and "accepted" must not be logged for an attempt that was rolled back.
+_logged_at_commit: ContextVar[list[tuple[str, tuple[Any, ...]]] | None] = ContextVar("logged_at_commit",
+                                                                                      default=None)
+
+
+def _log_at_commit(message: str, *args: Any) -> None:
+    """``log.info`` once the current work's transaction committed (at once outside ``accept``)."""
+    pending = _logged_at_commit.get()
+    if pending is None:
+        log.info(message, *args)
+    else:
+        pending.append((message, args))
 
 
 # Deadlock detected, serialization failure: PostgreSQL's own "run the transaction again". Messages sharing a
@@ -101,23 +115,34 @@ class IntakeService:
     async def accept(self, submission: Submission) -> Answer:
         """Accept one message; concurrent requests racing on the same rows are run again."""
         group = group_commit(self.runtime)
+        pending: list[tuple[str, tuple[Any, ...]]] = []
+        token = _logged_at_commit.set(pending)  # the work runs in a copy of this context: it sees the same list
+        try:
+            answer = await self._accept_with_retries(group, submission, pending)
+        finally:
+            _logged_at_commit.reset(token)
+        # The work ran in a copy of this context: the request's own logs name the complaint too.
+        correlation_id_var.set(answer.body.get("complaint_id"))
+        for message, args in pending:
+            log.info(message, *args)
+        return answer
 
+    async def _accept_with_retries(
+        self, group: GroupCommit, submission: Submission, pending: list[tuple[str, tuple[Any, ...]]]
+    ) -> Answer:
         async def work(conn: AsyncConnection) -> Answer:
+            pending.clear()  # an earlier run of this work was rolled back
             return await self._accept(conn, submission, utcnow())
 
         for attempt in range(ATTEMPTS):
             try:
                 # Concurrent requests share one transaction; a work whose group failed is run again alone,
                 # so the errors seen here are this message's own.
-                answer = await group.run(work)
+                return await group.run(work)
             except Exception as exc:
                 if not run_again(exc) or attempt == ATTEMPTS - 1:
                     raise
                 log.info("concurrent change while accepting a message, running it again: %s", type(exc).__name__)
-                continue
-            # The work ran in a copy of this context: the request's own logs name the complaint too.
-            correlation_id_var.set(answer.body.get("complaint_id"))
-            return answer
         raise AssertionError("unreachable")
 
     async def _accept(self, conn: AsyncConnection, sub: Submission, now: datetime) -> Answer:
@@ -220,7 +245,7 @@ class IntakeService:
             "channel": complaint.channel.value, "category": classification.category.value,
             "urgency_cues": [c.value for c in classification.urgency_cues],
         })
-        log.info(
+        _log_at_commit(
             "complaint accepted on %s: %s for customer %s (%s%s; %s); text %s; category %s, cues %s",
             complaint.channel.value, complaint_id, resolution.customer_id,
             "provisional" if resolution.provisional else "known",
@@ -260,7 +285,7 @@ class IntakeService:
         await store.add_new_timeline(conn, match.complaint_id, now, event.event_type, envelope.id, None, {
             "channel": complaint.channel.value, "follow_up_count": row["follow_up_count"], "reason": match.reason,
         })
-        log.info(
+        _log_at_commit(
             "follow-up %d of complaint %s on %s (%s; %s); text %s",
             row["follow_up_count"], match.complaint_id, complaint.channel.value, match.reason, _who(complaint),
             mask_text(complaint.text),

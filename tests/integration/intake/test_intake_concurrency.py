@@ -96,3 +96,17 @@ def test_messages_of_one_new_customer_at_once_all_land_under_it(intake: Intake) 
     with intake.operator() as client:
         listed = client.get("/v1/complaints", params={"customer_id": customer_id}).json()
     assert {item["id"] for item in listed["items"]} == {a.json()["complaint_id"] for a in answers}
+
+
+def test_a_message_is_logged_as_accepted_once_whatever_was_rolled_back(intake: Intake) -> None:
+    # Copies sent at once share a transaction that fails on the duplicate reference and is run again
+    # message by message: only what committed may be logged as accepted.
+    already = intake.log.read_text().count("\n") if intake.log.exists() else 0
+    body = json.dumps(fresh("chat_en"), ensure_ascii=False).encode()
+    answers = _race(intake, "chat", [body] * 6)
+    complaint_id = answers[0].json()["complaint_id"]
+    time.sleep(0.5)  # the service writes its log as it answers; let the last lines land
+    new_lines = intake.log.read_text().splitlines()[already:]
+    accepted = [line for line in new_lines if "complaint accepted on" in line]
+    assert len(accepted) == 1, accepted
+    assert complaint_id in accepted[0]
