@@ -22,11 +22,11 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bench.infra import SERVICES, Server, migrate_all, stack_env, throwaway_database
-from bench.loadgen import LoadGenerator, LoadSpec
-from bench.scenarios.http import intake_env, probe_intake
+from bench.infra import SERVICES, Server
+from bench.loadgen import LoadSpec
+from bench.scenarios.http import probe_intake
+from bench.standalone import standalone_stack
 from bench.stats import latency_summary
-from shared.embedded_broker import start_mock_cluster
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -91,40 +91,26 @@ def main() -> None:
     extra = dict(item.split("=", 1) for item in args.env)
     logs = RESULTS / f"census-{time.strftime('%Y%m%dT%H%M%S')}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    owner, bootstrap = start_mock_cluster()
-    loadgen = LoadGenerator()
-    servers: list[Server] = []
-    try:
-        with throwaway_database() as (url, dsn):
-            env = stack_env(url, bootstrap, logs, **extra)
-            migrate_all(env)
-            for name in names:
-                service_env = intake_env(env) if name == "intake" else env
-                servers.append(Server(name, f"services.{name}.app:app", service_env, logs / f"{name}.log").start())
-            factory = probe_intake(servers[0])
-            asyncio.run(_sql(dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
-            idle, idle_s, _ = _measure(lambda: cpu_snapshot(servers), lambda: time.sleep(5))
-            print("idle, % of one core:", {k: round(100 * v / idle_s, 1) for k, v in idle.items()})
-            asyncio.run(_sql(dsn, "SELECT pg_stat_statements_reset()"))
-            spec = LoadSpec("127.0.0.1", servers[0].port, factory, concurrency=32 if not args.rate else 64,
-                            duration=args.seconds, warmup=1.0, rate=args.rate or None)
-            used, elapsed, result = _measure(lambda: cpu_snapshot(servers), lambda: loadgen.submit(spec).result())
-            accepted = max(1, result.ok)
-            print(f"load: {result.throughput:.1f} complaints/s accepted, POST latency (ms)",
-                  {k: round(v, 1) for k, v in latency_summary(result.latencies_ms).items()})
-            print("under load, % of one core:", {k: round(100 * v / elapsed, 1) for k, v in used.items()},
-                  f"all: {round(100 * sum(used.values()) / elapsed)}%")
-            print("CPU ms per complaint:", {k: round(1000 * v / accepted, 2) for k, v in used.items()},
-                  f"all: {1000 * sum(used.values()) / accepted:.1f}")
-            print("statements per complaint (all services):")
-            for row in asyncio.run(_sql(dsn, TOP_STATEMENTS)):
-                print(f"  {row['calls'] / accepted:6.2f}  {row['query']}")
-    finally:
-        for server in servers:
-            server.stop()
-        loadgen.close()
-        del owner
-
+    with standalone_stack(names, logs, **extra) as stack:
+        servers, loadgen = stack.servers, stack.loadgen
+        factory = probe_intake(servers[0])
+        asyncio.run(_sql(stack.dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        idle, idle_s, _ = _measure(lambda: cpu_snapshot(servers), lambda: time.sleep(5))
+        print("idle, % of one core:", {k: round(100 * v / idle_s, 1) for k, v in idle.items()})
+        asyncio.run(_sql(stack.dsn, "SELECT pg_stat_statements_reset()"))
+        spec = LoadSpec("127.0.0.1", servers[0].port, factory, concurrency=32 if not args.rate else 64,
+                        duration=args.seconds, warmup=1.0, rate=args.rate or None)
+        used, elapsed, result = _measure(lambda: cpu_snapshot(servers), lambda: loadgen.submit(spec).result())
+        accepted = max(1, result.ok)
+        print(f"load: {result.throughput:.1f} complaints/s accepted, POST latency (ms)",
+              {k: round(v, 1) for k, v in latency_summary(result.latencies_ms).items()})
+        print("under load, % of one core:", {k: round(100 * v / elapsed, 1) for k, v in used.items()},
+              f"all: {round(100 * sum(used.values()) / elapsed)}%")
+        print("CPU ms per complaint:", {k: round(1000 * v / accepted, 2) for k, v in used.items()},
+              f"all: {1000 * sum(used.values()) / accepted:.1f}")
+        print("statements per complaint (all services):")
+        for row in asyncio.run(_sql(stack.dsn, TOP_STATEMENTS)):
+            print(f"  {row['calls'] / accepted:6.2f}  {row['query']}")
 
 if __name__ == "__main__":
     main()

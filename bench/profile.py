@@ -17,10 +17,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.infra import ROOT, Server, migrate_all, stack_env, throwaway_database
-from bench.loadgen import LoadGenerator, LoadSpec
-from bench.scenarios.http import intake_env, probe_intake
-from shared.embedded_broker import start_mock_cluster
+from bench.infra import ROOT
+from bench.loadgen import LoadSpec
+from bench.scenarios.http import probe_intake
+from bench.standalone import standalone_stack
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -86,35 +86,20 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     logs = RESULTS / f"profile-{stamp}-logs"
     logs.mkdir()
-    owner, bootstrap = start_mock_cluster()
-    loadgen = LoadGenerator()
-    servers: list[Server] = []
-    try:
-        with throwaway_database() as (url, _dsn):
-            env = stack_env(url, bootstrap, logs)
-            migrate_all(env)
-            names = ["intake"] if args.service == "intake" else ["intake", "routing", "recovery", "loyalty"]
-            for name in names:
-                servers.append(Server(name, f"services.{name}.app:app",
-                                      intake_env(env) if name == "intake" else env, logs / f"{name}.log").start())
-            intake = servers[0]
-            target = next(s for s in servers if s.name == args.service)
-            factory = probe_intake(intake)
-            spec = LoadSpec("127.0.0.1", intake.port, factory, concurrency=32, duration=args.seconds + 4, warmup=1)
-            load = loadgen.submit(spec)
-            time.sleep(2)
-            out = RESULTS / f"profile-{args.service}-{stamp}.txt"
-            summary = _profile_pid(target.process.pid, args.seconds, out)  # type: ignore[union-attr]
-            result = load.result()
-            header = f"{args.service} under {result.throughput:,.0f} complaints/s offered to intake\n"
-            out.write_text(header + summary)
-            print(header + summary)
-    finally:
-        for server in servers:
-            server.stop()
-        loadgen.close()
-        del owner
-
+    names = ["intake"] if args.service == "intake" else ["intake", "routing", "recovery", "loyalty"]
+    with standalone_stack(names, logs) as stack:
+        intake = stack.servers[0]
+        target = next(s for s in stack.servers if s.name == args.service)
+        factory = probe_intake(intake)
+        spec = LoadSpec("127.0.0.1", intake.port, factory, concurrency=32, duration=args.seconds + 4, warmup=1)
+        load = stack.loadgen.submit(spec)
+        time.sleep(2)
+        out = RESULTS / f"profile-{args.service}-{stamp}.txt"
+        summary = _profile_pid(target.process.pid, args.seconds, out)  # type: ignore[union-attr]
+        result = load.result()
+        header = f"{args.service} under {result.throughput:,.0f} complaints/s offered to intake\n"
+        out.write_text(header + summary)
+        print(header + summary)
 
 if __name__ == "__main__":
     main()
