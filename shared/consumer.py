@@ -6,6 +6,10 @@ with bounded retries and backoff, and an event that still fails goes to the dead
 the error, so the consumer keeps going. Infrastructure errors (database or broker unreachable) are
 not the event's fault: they are retried until the infrastructure is back, never dead-lettered.
 
+On PostgreSQL, a fetch's partitions are split into up to ``kafka_partition_concurrency`` groups
+handled in concurrent transactions, so one group's Python work overlaps another's wait on the
+database; a partition is never split, so per-key order holds (a key always maps to one partition).
+
 A handler may also have a batch form (``BatchableHandler``): on the fast path, each run of
 consecutive new events whose handlers share that form goes to it in one call, in fetch order, so it
 can use multi-row statements. The one-by-one fallback always uses the per-event form.
@@ -23,12 +27,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus import KafkaBus, assignors
-from shared.db import Database, insert_ignore, utcnow
+from shared.db import Database, insert_ignore, insert_rows, utcnow
 from shared.envelope import Envelope, MalformedEvent, from_kafka
 from shared.events import EventData
 from shared.logs import correlation_id_var
@@ -89,6 +91,19 @@ class _Item:
     envelope: Envelope | None
     payload: EventData | None
     error: str | None
+
+
+def partition_groups(batches: dict[TopicPartition, list[ConsumerRecord]], width: int) -> list[list[ConsumerRecord]]:
+    """Split a fetch into at most ``width`` groups of whole partitions, balanced by record count.
+
+    Each partition's records stay together and in order; the largest partitions are placed first,
+    each on the group holding the fewest records so far.
+    """
+    parts = sorted(batches.values(), key=len, reverse=True)
+    groups: list[list[ConsumerRecord]] = [[] for _ in range(max(1, min(width, len(parts))))]
+    for records in parts:
+        min(groups, key=len).extend(records)
+    return [group for group in groups if group]
 
 
 class EventConsumer:
@@ -154,9 +169,7 @@ class EventConsumer:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.kafka_max_batch)
                 if not batches:
                     continue
-                # Every partition's records in one transaction (each partition's order kept), then one
-                # offset commit: a fetch costs one database commit, not one per partition.
-                await self.process([record for records in batches.values() for record in records])
+                await self.process_fetch(batches)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 await self._commit(offsets)
         finally:
@@ -178,6 +191,21 @@ class EventConsumer:
         end = self.consumer.highwater(tp) if self.consumer else None
         if end is not None:
             CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, end - next_offset))
+
+    async def process_fetch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Handle one fetch: its partitions in up to ``kafka_partition_concurrency`` concurrent groups.
+
+        Each group is one transaction (with its own one-by-one fallback), so a fetch costs a database
+        commit per group, not per partition. SQLite has one writer at a time: one group there.
+        """
+        width = self.settings.kafka_partition_concurrency if self.db.is_postgres else 1
+        groups = partition_groups(batches, width)
+        if len(groups) == 1:
+            await self.process(groups[0])
+            return
+        async with asyncio.TaskGroup() as tasks:
+            for group in groups:
+                tasks.create_task(self.process(group))
 
     async def process(self, records: list[ConsumerRecord]) -> None:
         """Handle fetched records: all in one transaction, or one by one after a failure."""
@@ -290,11 +318,8 @@ class EventConsumer:
             rows.setdefault(env.id, {"consumer": self.group_id, "event_id": env.id, "event_type": env.type,
                                      "processed_at": now})
         inbox = self.db.tables.inbox
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        result = await conn.execute(
-            insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id), list(rows.values())
-        )
-        return set(result.scalars())
+        claimed = await insert_rows(conn, inbox, list(rows.values()), skip_conflicts=True, returning=[inbox.c.event_id])
+        return {row.event_id for row in claimed}
 
     async def _handle(self, conn: AsyncConnection, item: _Item, claimed: set[str] | None = None) -> None:
         env, payload = item.envelope, item.payload

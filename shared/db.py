@@ -6,16 +6,19 @@ SQLite files as the embedded default. Tables are SQLAlchemy Core; the delivery t
 ``add_delivery_tables``.
 """
 
+import functools
 import itertools
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.settings import ServiceSettings
@@ -316,6 +319,100 @@ def _one_statement_flush(
         notices.append(f"pg_notify(${len(params) - 1}, ${len(params)})")
     head = f"WITH {', '.join(parts)} " if parts else ""
     return f"{head}SELECT {', '.join(notices) or '1'}", tuple(params)
+
+
+async def insert_rows(
+    conn: AsyncConnection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    *,
+    skip_conflicts: bool = False,
+    returning: Sequence[sa.Column[Any]] = (),
+) -> list[sa.Row[Any]]:
+    """Insert ``rows`` in one statement (skipping rows whose key exists if asked); the ``returning`` rows.
+
+    On PostgreSQL the statement takes one array per column (``unnest_insert``), so its text is the
+    same whatever the number of rows: asyncpg and PostgreSQL prepare and plan it once, where a
+    multi-row VALUES is a new statement for every row count. Elsewhere, SQLAlchemy's multi-row insert.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name == "postgresql" and _unnestable(table, rows):
+        keys = tuple(rows[0])
+        statement = _unnest_statement(table, keys, skip_conflicts, tuple(returning))
+        result = await conn.execute(statement, unnest_params(table, keys, rows))
+    else:
+        statement = dialect_insert(conn.dialect.name, table)
+        if skip_conflicts:
+            statement = statement.on_conflict_do_nothing()
+        if returning:
+            statement = statement.returning(*returning)
+        result = await conn.execute(statement, rows)
+    return list(result) if returning else []
+
+
+def unnest_insert(table: sa.Table, keys: Sequence[str]) -> Any:
+    """PostgreSQL ``INSERT INTO table (keys) SELECT * FROM unnest(one array per key)``.
+
+    Execute it with ``unnest_params(table, keys, rows)``; add ON CONFLICT or RETURNING as for any
+    insert. JSON values travel as text and are cast back: an array of JSON lists would otherwise be
+    taken for a two-dimensional array.
+    """
+    columns = [table.c[key] for key in keys]
+    arrays = [sa.bindparam(f"unnest_{c.name}", type_=postgresql.ARRAY(_array_item_type(c))) for c in columns]
+    source = sa.func.unnest(*arrays).table_valued(*[sa.column(c.name, _array_item_type(c)) for c in columns])
+    source = source.render_derived()
+    values = [sa.cast(source.c[c.name], c.type) if _is_json(c) else source.c[c.name] for c in columns]
+    return postgresql.insert(table).from_select(list(keys), sa.select(*values))
+
+
+def unnest_params(table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The column arrays ``unnest_insert(table, keys)`` takes."""
+    params = {}
+    for key in keys:
+        values = [row[key] for row in rows]
+        column = table.c[key]
+        if _is_json(column):
+            # As SQLAlchemy's JSON type stores it: None is JSON null unless the type says SQL NULL.
+            keep_null = column.type.none_as_null  # type: ignore[attr-defined]
+            values = [None if value is None and keep_null else json.dumps(value) for value in values]
+        params[f"unnest_{key}"] = values
+    return params
+
+
+def _is_json(column: sa.Column[Any]) -> bool:
+    return isinstance(column.type, sa.JSON)
+
+
+def _array_item_type(column: sa.Column[Any]) -> Any:
+    return sa.Text() if _is_json(column) else column.type
+
+
+@functools.lru_cache(maxsize=256)
+def _unnest_statement(
+    table: sa.Table, keys: tuple[str, ...], skip_conflicts: bool, returning: tuple[sa.Column[Any], ...]
+) -> Any:
+    statement = unnest_insert(table, keys)
+    if skip_conflicts:
+        statement = statement.on_conflict_do_nothing()
+    return statement.returning(*returning) if returning else statement
+
+
+def any_of(conn: AsyncConnection, column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
+    """``column IN values`` as one array parameter on PostgreSQL (one statement text for any count)."""
+    values = list(values)
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL, else SQLite's)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    from sqlalchemy.dialects.sqlite import insert
+
+    return insert(table)
 
 
 async def insert_ignore(conn: AsyncConnection, table: sa.Table, values: dict[str, object]) -> bool:

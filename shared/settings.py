@@ -43,6 +43,10 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     kafka_linger_ms: int = Field(default=5, ge=0, le=1_000)
     kafka_max_batch: int = Field(default=500, ge=1, le=10_000)
+    kafka_partition_concurrency: int = Field(
+        default=2, ge=1, le=32,
+        description="Partitions of one fetch handled in concurrent transactions (PostgreSQL; each partition in order).",
+    )
     kafka_assignor_delay_ms: int = Field(default=0, ge=0, le=5_000, description="Test aid for the embedded broker.")
     consumer_max_retries: int = Field(default=3, ge=0, le=20)
     consumer_retry_backoff_ms: int = Field(default=100, ge=1, le=60_000)

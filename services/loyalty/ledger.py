@@ -9,6 +9,7 @@ slipped past the rules: a balance can never go negative.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from services.loyalty.points import (
     reversal_takes,
 )
 from services.loyalty.policy import LoyaltyPolicy
-from shared.db import Database, insert_ignore
+from shared.db import Database, any_of, insert_ignore, insert_rows, unnest_insert, unnest_params
 from shared.events import EventData
 from shared.events.loyalty import LedgerKind, PointsChanged
 
@@ -106,10 +107,31 @@ async def lock_or_create_customers(
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    result = await conn.execute(
-        _create_or_touch(conn).returning(*customers.c), [_new_customer(cid, now) for cid in ids]
-    )
+    result = await _create_or_touch_many(conn, ids, now, tuple(customers.c))
     return {row["customer_id"]: row for row in result.mappings()}
+
+
+async def _create_or_touch_many(
+    conn: AsyncConnection, customer_ids: list[str], now: datetime, returning: tuple[sa.Column[Any], ...]
+) -> sa.CursorResult[Any]:
+    """`_create_or_touch` of many customers in one statement, in the given order.
+
+    On PostgreSQL the rows go as column arrays, so the statement is the same for any number of
+    customers (prepared and planned once); a multi-row VALUES would be a new one per count.
+    """
+    rows = [_new_customer(cid, now) for cid in customer_ids]
+    if conn.dialect.name != "postgresql":
+        return await conn.execute(_create_or_touch(conn).returning(*returning), rows)
+    keys = tuple(rows[0])
+    return await conn.execute(_upsert_from_arrays(keys, returning), unnest_params(customers, keys, rows))
+
+
+@functools.cache
+def _upsert_from_arrays(keys: tuple[str, ...], returning: tuple[sa.Column[Any], ...]) -> Any:
+    statement = unnest_insert(customers, keys)
+    return statement.on_conflict_do_update(
+        index_elements=[customers.c.customer_id], set_={"updated_at": statement.excluded.updated_at}
+    ).returning(*returning)
 
 
 async def lock_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
@@ -311,8 +333,7 @@ async def _lock_or_create(conn: AsyncConnection, customer_ids: list[str], now: d
 
     The ids come sorted, so two batches that share customers lock them in the same order.
     """
-    statement = _create_or_touch(conn).returning(customers.c.customer_id, customers.c.balance)
-    result = await conn.execute(statement, [_new_customer(cid, now) for cid in customer_ids])
+    result = await _create_or_touch_many(conn, customer_ids, now, (customers.c.customer_id, customers.c.balance))
     return {row.customer_id: int(row.balance) for row in result}
 
 
@@ -320,18 +341,17 @@ async def _sources_seen(conn: AsyncConnection, source_keys: list[str]) -> set[st
     """The source keys among `source_keys` that the ledger already holds."""
     if not source_keys:
         return set()
-    rows = await conn.scalars(sa.select(ledger.c.source_key).where(ledger.c.source_key.in_(set(source_keys))))
+    rows = await conn.scalars(sa.select(ledger.c.source_key).where(any_of(conn, ledger.c.source_key, set(source_keys))))
     return set(rows)
 
 
 async def _insert_rows(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` as multi-row INSERTs at once (later statements of this transaction read them).
+    """Insert `rows` in one statement at once (later statements of this transaction read them).
 
     RETURNING makes SQLAlchemy send pages of one multi-row VALUES ("insertmanyvalues") instead of
-    executing the single-row statement once per row.
+    executing the single-row statement once per row, where PostgreSQL takes column arrays anyway.
     """
-    key = next(iter(table.primary_key.columns))
-    await conn.execute(sa.insert(table).returning(key), rows)
+    await insert_rows(conn, table, rows, returning=[next(iter(table.primary_key.columns))])
 
 
 async def _add_to_balances(conn: AsyncConnection, moved: dict[str, int]) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.recovery.caps import PriorCompensation
 from services.recovery.models import ACTIVE_STATUSES, budgets, cases, compensation_ledger, compensations, customers
 from services.recovery.policy import RecoveryPolicy
-from shared.db import utcnow
+from shared.db import dialect_insert, insert_rows, utcnow
 from shared.events.vocabulary import CustomerTier
 
 UNASSIGNED = "unassigned"
@@ -86,27 +86,18 @@ def new_id(conn: AsyncConnection) -> sa.ColumnElement[str]:
 
 
 async def insert_ignore_many(
-    conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], returning: sa.ColumnElement[Any]
+    conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], returning: sa.Column[Any]
 ) -> list[Any]:
     """Multi-row insert skipping conflicts; returns the inserted rows' `returning` values."""
     if not rows:
         return []
-    result = await conn.execute(insert_for(conn, table).on_conflict_do_nothing().returning(returning), rows)
-    return list(result.scalars())
+    inserted = await insert_rows(conn, table, rows, skip_conflicts=True, returning=[returning])
+    return [row[0] for row in inserted]
 
 
 def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     return dialect_insert(conn.dialect.name, table)
-
-
-def dialect_insert(dialect: str, table: sa.Table) -> Any:
-    """The INSERT of the dialect named `dialect` (for statements built once per dialect)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
 
 
 # Statements run for every case event are built once per dialect and run with parameters: building a
