@@ -341,14 +341,18 @@ async def insert_rows(
         keys = tuple(rows[0])
         statement = _unnest_statement(table, keys, skip_conflicts, tuple(returning))
         result = await conn.execute(statement, unnest_params(table, keys, rows))
-    else:
-        statement = dialect_insert(conn.dialect.name, table)
-        if skip_conflicts:
-            statement = statement.on_conflict_do_nothing()
-        if returning:
-            statement = statement.returning(*returning)
-        result = await conn.execute(statement, rows)
-    return list(result) if returning else []
+        return list(result) if returning else []
+    statement = dialect_insert(conn.dialect.name, table)
+    if skip_conflicts:
+        statement = statement.on_conflict_do_nothing()
+    if returning:
+        statement = statement.returning(*returning)
+    inserted: list[sa.Row[Any]] = []
+    # A multi-row insert takes its columns from the first row: one per run of rows with the same keys.
+    for _, same_keys in itertools.groupby(rows, key=lambda row: tuple(row)):
+        result = await conn.execute(statement, list(same_keys))
+        inserted += list(result) if returning else []
+    return inserted
 
 
 def unnest_insert(table: sa.Table, keys: Sequence[str]) -> Any:
@@ -404,6 +408,14 @@ def any_of(conn: AsyncConnection, column: sa.ColumnElement[Any], values: Iterabl
     if conn.dialect.name == "postgresql":
         return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
+
+
+def any_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
+    """``column`` equals one of a list bound later as ``name`` (for statements built once): one array
+    parameter on PostgreSQL, so the statement is the same whatever the list's length (SQLite expands it)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
 
 
 def dialect_insert(dialect_name: str, table: sa.Table) -> Any:

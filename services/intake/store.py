@@ -16,7 +16,7 @@ from services.intake.channels.base import ContactHints
 from services.intake.directory import DIRECTORY_ROWS, Lookup, lookup_params, read_lookup
 from services.intake.models import complaints, customers, messages, timeline, used_signatures
 from services.intake.policy import OpenComplaint
-from shared.db import UtcDateTime, defer_insert, insert_ignore
+from shared.db import UtcDateTime, defer_insert, insert_ignore, insert_rows
 
 CLOSED_STATUSES = ("resolved", "closed")
 
@@ -309,15 +309,8 @@ async def add_timeline_entries(conn: AsyncConnection, entries: list[dict[str, An
     """
     if not entries:
         return set()
-    return set((await conn.execute(_timeline_insert(conn.dialect.name), entries)).scalars())
-
-
-@lru_cache(maxsize=2)
-def _timeline_insert(dialect: str) -> Any:
-    """Timeline entries, each unless its event is on a timeline already, returning the event ids added (several
-    rows go as one multi-row INSERT)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(timeline).on_conflict_do_nothing().returning(timeline.c.event_id)
+    added = await insert_rows(conn, timeline, entries, skip_conflicts=True, returning=[timeline.c.event_id])
+    return {row.event_id for row in added}
 
 
 @lru_cache(maxsize=2)

@@ -18,7 +18,7 @@ from services.loyalty.ledger import Tx
 from services.loyalty.models import care_followups, complaints_seen, customers, surveys
 from services.loyalty.policy import ChurnRules
 from shared import timers
-from shared.db import insert_ignore, utcnow
+from shared.db import insert_ignore, insert_rows, utcnow
 from shared.events.loyalty import CareFollowupDue, ChurnRisk
 from shared.events.vocabulary import CustomerTier
 
@@ -281,10 +281,9 @@ async def _record_complaints(conn: AsyncConnection, complaints: list[Complaint])
         {"complaint_id": c.complaint_id, "customer_id": c.customer_id, "received_at": c.received_at}
         for c in sorted(complaints, key=lambda c: c.complaint_id)  # one lock order for concurrent batches
     ]
-    result = await conn.execute(
-        _insert(conn, complaints_seen).on_conflict_do_nothing().returning(complaints_seen.c.complaint_id), rows
-    )
-    return set(result.scalars())
+    added = await insert_rows(conn, complaints_seen, rows, skip_conflicts=True,
+                              returning=[complaints_seen.c.complaint_id])
+    return {row.complaint_id for row in added}
 
 
 async def schedule_recovery_survey(tx: Tx, customer_id: str, case_id: str | None, compensation_id: str) -> bool:

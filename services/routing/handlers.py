@@ -26,7 +26,7 @@ from services.routing.models import customer_tiers
 from services.routing.policy import RoutingPolicy
 from services.routing.sla import TimerSpec
 from shared.consumer import BatchableHandler, Handler, HandlerContext
-from shared.db import Database, utcnow
+from shared.db import Database, any_of_param, utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.complaints import ComplaintFollowedUp, ComplaintReceived
@@ -42,7 +42,7 @@ ComplaintEvent = ComplaintReceived | ComplaintFollowedUp
 @functools.cache
 def _tiers_query(dialect: str) -> sa.Select[Any]:
     return sa.select(customer_tiers.c.customer_id, customer_tiers.c.tier).where(
-        store.any_of(customer_tiers.c.customer_id, "customer_ids", dialect)
+        any_of_param(customer_tiers.c.customer_id, "customer_ids", dialect)
     )
 
 

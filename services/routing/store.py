@@ -13,16 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.routing import sla
 from services.routing.case import CaseSnapshot, Outcome
 from services.routing.models import case_history, cases, handoffs
 from services.routing.policy import RoutingPolicy
-from shared.db import Database, utcnow
+from shared.db import Database, any_of_param, insert_rows, utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.cases import CaseHandedOff
@@ -37,9 +34,6 @@ _LOAD = {  # (lock, skip_locked)
     (True, True): _BY_ID.with_for_update(skip_locked=True),
 }
 _CASE_EXISTS = sa.select(sa.func.count()).select_from(cases).where(cases.c.id == sa.bindparam("case_id"))
-# RETURNING lets SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues").
-_INSERT_CASES = sa.insert(cases).returning(cases.c.id)
-_INSERT_HISTORY = sa.insert(case_history).returning(case_history.c.id)
 # No values: the SET clause comes from the parameters (every case_columns key), the same for every case.
 _UPDATE_CASE = sa.update(cases).where(cases.c.id == sa.bindparam("case_key"))
 
@@ -57,19 +51,11 @@ async def load_row(
     return (await conn.execute(query, {"case_id": case_id})).mappings().first()
 
 
-def any_of(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
-    """``column`` equals one of a list bound as ``name``: one array parameter on PostgreSQL, so the
-    statement is the same whatever the list's length (SQLite expands the list)."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(sa.bindparam(name, expanding=True))
-
-
 @functools.cache
 def _by_complaints(dialect: str) -> sa.Select[Any]:
     # Locked in id order, so two transactions locking overlapping runs cannot deadlock.
     return (
-        sa.select(cases).where(any_of(cases.c.complaint_id, "complaint_ids", dialect)).order_by(cases.c.id)
+        sa.select(cases).where(any_of_param(cases.c.complaint_id, "complaint_ids", dialect)).order_by(cases.c.id)
         .with_for_update()
     )
 
@@ -216,16 +202,10 @@ def timer_rows(case: CaseSnapshot, policy: RoutingPolicy, now: datetime) -> dict
     return rows
 
 
-@functools.cache
-def _insert_timers(dialect: str, timers: sa.Table) -> sa.Insert:
-    """Timer rows unless their (kind, key) exists: one multi-row INSERT for any number of rows."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert(timers).on_conflict_do_nothing().returning(timers.c.id)
-
-
 async def _write_timers(conn: AsyncConnection, db: Database, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(_insert_timers(conn.dialect.name, db.tables.timers), rows)
+    """Timer rows unless their (kind, key) exists: one statement for any number of rows."""
+    timers = db.tables.timers
+    await insert_rows(conn, timers, rows, skip_conflicts=True, returning=[timers.c.id])
 
 
 async def schedule_timers(conn: AsyncConnection, db: Database, case: CaseSnapshot, policy: RoutingPolicy) -> None:
@@ -283,12 +263,10 @@ class CaseWriter:
 
     async def flush(self, conn: AsyncConnection) -> None:
         """Write the kept rows: new cases, changed cases, history, timers."""
-        if self.inserts:
-            await conn.execute(_INSERT_CASES, list(self.inserts.values()))
+        await insert_rows(conn, cases, list(self.inserts.values()), returning=[cases.c.id])
         if self.updates:
             await conn.execute(_UPDATE_CASE, [{**cols, "case_key": key} for key, cols in self.updates.items()])
-        if self.history:
-            await conn.execute(_INSERT_HISTORY, self.history)
+        await insert_rows(conn, case_history, self.history, returning=[case_history.c.id])
         await _write_timers(conn, self.db, list(self.timers.values()))
         self.inserts, self.updates, self.history, self.timers = {}, {}, [], {}
 
