@@ -81,6 +81,16 @@ class ServiceSettings(BaseSettings):
             raise ValueError("operator_token_secret: set OPERATOR_TOKEN_SECRET; the built-in dev secret is refused")
         return self
 
+    @model_validator(mode="after")
+    def _concurrent_partitions_need_connections(self) -> "ServiceSettings":
+        # Each concurrent group holds a pooled connection; the API, relay and timers need theirs too.
+        if self.kafka_partition_concurrency > self.db_pool_size:
+            raise ValueError(
+                f"kafka_partition_concurrency ({self.kafka_partition_concurrency}) must not exceed "
+                f"db_pool_size ({self.db_pool_size})"
+            )
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to this service's SQLite file under ``data_dir``."""
