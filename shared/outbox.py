@@ -134,9 +134,14 @@ class OutboxRelay:
             .order_by(outbox.c.id)
             .limit(sa.bindparam("limit"))
         )
+        # The picked ids go in as one array computed once. As ``id IN (subquery)``, statistics taken while
+        # nothing was unsent (rows=1) made PostgreSQL re-run the picking for every unsent row: seconds
+        # per claim once a backlog of thousands built up, just when the relay must catch up.
+        picked = oldest.subquery()
+        ids = sa.cast(sa.select(sa.func.array_agg(picked.c.id)).scalar_subquery(), ARRAY(sa.BigInteger))
         return (
             sa.update(outbox)
-            .where(outbox.c.published_at.is_(None), outbox.c.id.in_(oldest))
+            .where(outbox.c.published_at.is_(None), outbox.c.id == sa.any_(ids))
             .values(published_at=sa.bindparam("now"))
             .returning(outbox.c.id, outbox.c.topic, outbox.c.event_type, outbox.c.envelope)
         )

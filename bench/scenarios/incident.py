@@ -7,6 +7,9 @@ declaration to the last grant; resident memory of both services is sampled. Reco
 throttled (``BENCH_INCIDENT_RATE``, 1,200/s unless set; 0 leaves recovery's own setting) to a rate
 loyalty keeps up with here, as an operator would set it.
 
+Loyalty first consumes what earlier scenarios of a full run left on its topics (the volume
+scenario's complaints, say, posted while loyalty was not running), before the clock starts.
+
 The embedded broker keeps only about 5 MiB per partition (TOOLING.md): if loyalty falls more than
 that far behind recovery, the oldest events are gone from the broker (a real Kafka keeps them),
 so the scenario stops waiting when grants stall and says so.
@@ -25,10 +28,14 @@ from bench.observer import Observer
 from bench.scenarios.pipeline import POINTS, MemorySampler
 from bench.stats import Spread, limit_row
 from shared.auth import issue_token
+from shared.cli.lag import group_lag, partition_offsets
 from shared.events.vocabulary import Role
+from shared.topics import Topic
 
 PART = 5000
 ISSUED = "compensation.issued.v1"
+# What loyalty consumes (services/loyalty/app.py): a full run's earlier scenarios leave events on them.
+LOYALTY_TOPICS = frozenset(str(t) for t in (Topic.COMPENSATION, Topic.CASES, Topic.ORDERS, Topic.COMPLAINTS))
 
 
 def measure_incident(bench: Bench) -> None:
@@ -41,6 +48,9 @@ def measure_incident(bench: Bench) -> None:
     bench.stack.update(servers)
     for server in servers.values():
         server.start()
+    settled = asyncio.run(_settle(bench.bootstrap, "redress-loyalty", LOYALTY_TOPICS, cap_s=bench.plan.wait_cap_s))
+    bench.note(f"incident: loyalty first consumed {settled[0]:,} events left by earlier scenarios "
+               f"({settled[1]:.1f} s), so that the clock measures the incident alone")
     with MemorySampler(servers) as memory:
         outcome = asyncio.run(_run(bench, servers["recovery"].url))
     total = bench.plan.incident_customers
@@ -63,6 +73,25 @@ def measure_incident(bench: Bench) -> None:
                             limit=300))
     if outcome["granted"] < total:
         bench.note(f"incident: {outcome['granted']:,} of {total:,} grants seen ({outcome['stop_reason']})")
+
+
+async def _backlog(bootstrap: str, group: str, topics: frozenset[str]) -> int:
+    """Events of ``topics`` that ``group`` has still to consume (and the broker still holds)."""
+    tps, begin, end = await partition_offsets(bootstrap)
+    tps = [tp for tp in tps if tp.topic in topics]
+    rows = await group_lag(bootstrap, group, tps, begin, end, consumed_only=False)
+    by_tp = {(row.topic, row.partition): row for row in rows}
+    return sum(min(by_tp[(tp.topic, tp.partition)].lag, end[tp] - begin[tp]) for tp in tps)
+
+
+async def _settle(bootstrap: str, group: str, topics: frozenset[str], cap_s: float) -> tuple[int, float]:
+    """Wait until ``group`` has consumed what earlier scenarios left; (events that were left, seconds)."""
+    started = time.monotonic()
+    first = backlog = await _backlog(bootstrap, group, topics)
+    while backlog and time.monotonic() - started < cap_s:
+        await asyncio.sleep(1)
+        backlog = await _backlog(bootstrap, group, topics)
+    return first, time.monotonic() - started
 
 
 async def _run(bench: Bench, recovery_url: str) -> dict[str, Any]:

@@ -41,7 +41,10 @@ def add_lag(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.set_defaults(func=lambda args: run(lag(args)))
 
 
-async def _offsets(bootstrap: str) -> tuple[list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
+async def partition_offsets(
+    bootstrap: str,
+) -> tuple[list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Every event topic's partitions with their beginning and end offsets."""
     reader = AIOKafkaConsumer(*map(str, EVENT_TOPICS), bootstrap_servers=bootstrap, group_id=None,
                               enable_auto_commit=False)
     await start_client(reader, bootstrap)
@@ -53,8 +56,9 @@ async def _offsets(bootstrap: str) -> tuple[list[TopicPartition], dict[TopicPart
 
 
 async def group_lag(bootstrap: str, group: str, tps: list[TopicPartition], begin: dict[TopicPartition, int],
-                    end: dict[TopicPartition, int]) -> list[LagRow]:
-    """The lag rows of one group (empty when it never committed)."""
+                    end: dict[TopicPartition, int], *, consumed_only: bool = True) -> list[LagRow]:
+    """The lag rows of one group: of the topics it committed on (empty when it never committed), or
+    with ``consumed_only=False`` of every partition in ``tps`` (uncommitted ones from the beginning)."""
     client = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await start_client(client, bootstrap)
     try:
@@ -64,7 +68,7 @@ async def group_lag(bootstrap: str, group: str, tps: list[TopicPartition], begin
     consumed = {tp.topic for tp, offset in committed.items() if offset is not None}
     rows = []
     for tp in tps:
-        if tp.topic not in consumed:
+        if consumed_only and tp.topic not in consumed:
             continue
         offset = committed[tp]
         start = offset if offset is not None else begin[tp]
@@ -75,7 +79,7 @@ async def group_lag(bootstrap: str, group: str, tps: list[TopicPartition], begin
 async def lag(args: argparse.Namespace) -> int:
     """Run ``redress lag``."""
     bootstrap = bootstrap_servers(args)
-    tps, begin, end = await _offsets(bootstrap)
+    tps, begin, end = await partition_offsets(bootstrap)
     groups = args.group or list(GROUPS)
     rows: dict[str, list[LagRow]] = {g: await group_lag(bootstrap, g, tps, begin, end) for g in groups}
     if args.json:

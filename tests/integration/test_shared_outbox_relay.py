@@ -9,6 +9,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -142,3 +143,32 @@ async def test_a_transaction_that_emits_notifies_with_its_origin(db: Database) -
     finally:
         await raw.close()
     assert heard == [NOTIFY_ORIGIN]
+
+
+async def test_the_claim_picks_once_however_stale_the_statistics(db: Database) -> None:
+    # Statistics taken while everything was published, then a backlog: the planner expects one unsent row.
+    outbox = db.tables.outbox
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.text(
+            "INSERT INTO outbox (event_id, event_type, topic, envelope, created_at, published_at) "
+            "SELECT 'sent-' || g, 't', 't', '{}', now(), now() FROM generate_series(1, 20000) g"))
+        await conn.execute(sa.text("ANALYZE outbox"))
+        await conn.execute(sa.text(
+            "INSERT INTO outbox (event_id, event_type, topic, envelope, created_at) "
+            "SELECT 'unsent-' || g, 't', 't', '{}', now() FROM generate_series(1, 5000) g"))
+    relay = OutboxRelay(db, None, ServiceSettings(outbox_batch=100))  # type: ignore[arg-type]  # no publishing here
+    claim = relay._claim.compile(db.engine.sync_engine)
+    values = claim.construct_params({"limit": 100, "now": datetime.now(UTC)})
+    async with db.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        explained = driver.transaction()
+        await explained.start()  # EXPLAIN ANALYZE runs the UPDATE: rolled back below
+        positional = [values[name] for name in claim.positiontup or []]
+        rows = await driver.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {claim}", *positional)
+        await explained.rollback()
+    plan = "\n".join(row[0] for row in rows)
+    picking = [line for line in plan.splitlines() if "ix_outbox_unpublished" in line]
+    assert picking and all("loops=1)" in line for line in picking), plan
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).where(outbox.c.published_at.is_(None))) == 5000
