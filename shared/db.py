@@ -429,9 +429,6 @@ def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
 
 async def insert_ignore(conn: AsyncConnection, table: sa.Table, values: dict[str, object]) -> bool:
     """Insert a row unless its key exists; True when this call inserted it."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    result = await conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+    statement = dialect_insert(conn.dialect.name, table).values(**values).on_conflict_do_nothing()
+    result = await conn.execute(statement)
     return bool(result.rowcount)

@@ -348,8 +348,8 @@ async def _sources_seen(conn: AsyncConnection, source_keys: list[str]) -> set[st
 async def _insert_rows(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Insert `rows` in one statement at once (later statements of this transaction read them).
 
-    RETURNING makes SQLAlchemy send pages of one multi-row VALUES ("insertmanyvalues") instead of
-    executing the single-row statement once per row, where PostgreSQL takes column arrays anyway.
+    On SQLite, RETURNING makes SQLAlchemy send one multi-row VALUES instead of the single-row
+    statement once per row; PostgreSQL takes column arrays either way.
     """
     await insert_rows(conn, table, rows, returning=[next(iter(table.primary_key.columns))])
 
