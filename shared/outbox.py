@@ -110,11 +110,8 @@ class OutboxRelay:
             .order_by(outbox.c.id)
             .limit(sa.bindparam("limit"))
         )
-        sent = (
-            outbox.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.BigInteger)))
-            if db.is_postgres
-            else outbox.c.id.in_(sa.bindparam("ids", expanding=True))
-        )
+        # SQLite only: PostgreSQL marks the rows in the claim itself.
+        sent = outbox.c.id.in_(sa.bindparam("ids", expanding=True))
         self._mark_sent = sa.update(outbox).where(sent).values(published_at=sa.bindparam("now"))
         self._claim = self._claim_statement(outbox)
         db.on_commit(self.wake)

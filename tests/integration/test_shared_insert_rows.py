@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.bus import KafkaBus
 from shared.consumer import EventConsumer, HandlerContext
 from shared.db import Database, UtcDateTime, add_delivery_tables, any_of, insert_rows
 from shared.envelope import new_event, to_kafka
@@ -19,6 +20,8 @@ from shared.events import EventData
 from shared.events.loyalty import PointsChanged
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
+from shared.topics import Topic
+from tests.support.events import EventTap
 from tests.support.schemas import fresh_schema
 
 metadata = sa.MetaData()
@@ -117,11 +120,11 @@ def record(partition: int, offset: int, customer: str) -> ConsumerRecord:
                           headers)
 
 
-def consumer_of(db: Database, handler: Any, concurrency: int) -> EventConsumer:
+def consumer_of(db: Database, handler: Any, concurrency: int, bus: KafkaBus | None = None) -> EventConsumer:
     """A consumer of points events with ``handler`` and the given partition concurrency."""
     return EventConsumer(
         service="ir-test", settings=ServiceSettings(kafka_partition_concurrency=concurrency), db=db,
-        bus=None,  # type: ignore[arg-type]
+        bus=bus,  # type: ignore[arg-type]  # None: nothing in the test reaches the broker
         emitter=Emitter(db, source="/test"), handlers={PointsChanged.event_type: handler}, topics=[],
     )
 
@@ -152,23 +155,25 @@ async def test_partitions_of_a_fetch_are_handled_in_concurrent_transactions_each
         assert await conn.scalar(sa.select(sa.func.count()).select_from(tables.inbox)) == 6
 
 
-async def test_a_failing_partition_group_does_not_undo_the_other(db: Database) -> None:
+async def test_a_failing_partition_group_does_not_undo_the_other(db: Database, broker_address: str) -> None:
+    bad = f"cust-bad-{uuid.uuid4().hex[:8]}"
+
     async def handler(ctx: HandlerContext, event: EventData) -> None:
         assert isinstance(event, PointsChanged)
-        if event.customer_id == "cust-bad":
+        if event.customer_id == bad:
             raise ValueError("this event cannot be handled")
         await ctx.conn.execute(sa.insert(items).values(item(0, id=ctx.envelope.id[:40], note=event.customer_id)))
 
-    dead: list[str] = []
-    consumer = consumer_of(db, handler, concurrency=2)
+    bus = KafkaBus(ServiceSettings(kafka_bootstrap_servers=broker_address), "ir-test")
+    consumer = consumer_of(db, handler, concurrency=2, bus=bus)
     consumer.settings.consumer_max_retries = 0
-
-    async def dead_letter(item_: Any, error: str) -> None:
-        dead.append(error)
-
-    consumer._dead_letter = dead_letter  # type: ignore[method-assign]  # no broker in this test
-    fetch = {TopicPartition("redress.loyalty.v1", 0): [record(0, 0, "cust-bad")],
+    fetch = {TopicPartition("redress.loyalty.v1", 0): [record(0, 0, bad)],
              TopicPartition("redress.loyalty.v1", 1): [record(1, o, "cust-good") for o in range(2)]}
-    await consumer.process_fetch(fetch)
-    assert len(dead) == 1 and "cannot be handled" in dead[0]
+    async with EventTap(broker_address, [str(Topic.DEAD_LETTER)], from_beginning=False) as tap:
+        try:
+            await consumer.process_fetch(fetch)
+        finally:
+            await bus.close()
+        dead = await tap.wait_for(lambda env: env.subject == bad)
+    assert len(dead) == 1
     assert [r["note"] for r in await stored(db)] == ["cust-good", "cust-good"]
