@@ -3,6 +3,7 @@
     python -m bench.profile intake            # intake alone, closed-loop load
     python -m bench.profile routing           # the stack under load, routing sampled
     python -m bench.profile intake --pyinstrument
+    python -m bench.profile intake --rate 55      # the whole stack at 55 complaints/s, intake sampled
 
 Writes bench/results/profile-<service>-<stamp>.{txt,speedscope.json} and prints the top frames by
 own time and by inclusive time.
@@ -81,17 +82,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("service", choices=["intake", "routing", "recovery", "loyalty"])
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="complaints/s offered (open loop, whole stack); 0 drives intake flat out")
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     logs = RESULTS / f"profile-{stamp}-logs"
     logs.mkdir()
-    names = ["intake"] if args.service == "intake" else ["intake", "routing", "recovery", "loyalty"]
+    alone = args.service == "intake" and not args.rate
+    names = ["intake"] if alone else ["intake", "routing", "recovery", "loyalty"]
     with standalone_stack(names, logs) as stack:
         intake = stack.servers[0]
         target = next(s for s in stack.servers if s.name == args.service)
         factory = probe_intake(intake)
-        spec = LoadSpec("127.0.0.1", intake.port, factory, concurrency=32, duration=args.seconds + 4, warmup=1)
+        spec = LoadSpec("127.0.0.1", intake.port, factory, concurrency=32, duration=args.seconds + 4, warmup=1,
+                        rate=args.rate or None)
         load = stack.loadgen.submit(spec)
         time.sleep(2)
         out = RESULTS / f"profile-{args.service}-{stamp}.txt"

@@ -28,6 +28,7 @@ from shared.outbox import Emitter, OutboxRelay
 from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import ServiceSettings
+from shared.statistics import keep_statistics
 from shared.timer_batch import BatchedTimerWorker
 from shared.timers import TimerHandler, TimerWorker
 from shared.tracing import configure_tracing, shutdown_tracing
@@ -104,6 +105,13 @@ async def _maintain_outbox(runtime: Runtime) -> None:
             await asyncio.sleep(0.5)
 
 
+async def _keep_statistics(runtime: Runtime) -> None:
+    """Analyze the service's tables as they grow (``shared.statistics``)."""
+    settings = runtime.settings
+    await keep_statistics(runtime.db, settings.db_analyze_interval_seconds, settings.db_analyze_min_rows,
+                          settings.db_analyze_growth, lambda: runtime.shutting_down)
+
+
 def create_app(spec: ServiceSpec) -> FastAPI:
     """The service's FastAPI app with lifespan, health, metrics and problem+json errors."""
     configure_logging(spec.name, spec.settings.log_level)
@@ -120,6 +128,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
             loops.append(runtime.consumer.run)
         if runtime.timers:
             loops.append(runtime.timers.run)
+        loops.append(lambda: _keep_statistics(runtime))
         loops += [lambda t=task: t(runtime) for task in spec.tasks]
         tasks = [asyncio.create_task(loop()) for loop in loops]
         _unready_before_exit(runtime)

@@ -39,6 +39,15 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = Field(default="", description="SQLAlchemy async URL; empty means SQLite under data_dir.")
     db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_analyze_interval_seconds: float = Field(
+        default=5.0, ge=0, le=3_600,
+        description="How often the service analyzes its tables that grew (0: leave it to autovacuum).",
+    )
+    db_analyze_min_rows: int = Field(default=1_000, ge=1, description="Changes a table needs before it is analyzed.")
+    db_analyze_growth: float = Field(
+        default=0.5, gt=0, le=100,
+        description="Changes since the last analysis, as a share of the rows then, that call for one.",
+    )
     kafka_bootstrap_servers: str = Field(default="", description="host:port list; empty: read data_dir/broker.txt")
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     kafka_linger_ms: int = Field(default=5, ge=0, le=1_000)
