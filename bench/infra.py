@@ -72,7 +72,9 @@ def private_cluster() -> Iterator[str | None]:
              "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
         options = (f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=300 "
                    "-c shared_buffers=256MB -c fsync=on -c synchronous_commit=on "
-                   "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" + os.environ.get("BENCH_PG_OPTIONS", ""))
+                   "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all "
+                   # Extra server options for a trial, e.g. "-c auto_explain.log_min_duration=5 ...".
+                   + os.environ.get("BENCH_PG_OPTIONS", ""))
         run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l",
              str(data / "postgres.log"), "-w", "start"], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
