@@ -38,14 +38,13 @@ from services.recovery.money import remedy_value_minor
 from services.recovery.policy import RecoveryPolicy
 from services.recovery.settings import Settings
 from services.recovery.store import (
-    id_in,
     insert_for,
     insert_ignore_many,
     new_id,
     ordered_ids,
     prior_compensations,
 )
-from shared.db import Database, UtcDateTime, utcnow
+from shared.db import Database, UtcDateTime, any_of, utcnow
 from shared.envelope import Envelope, new_event
 from shared.events.compensation import CompensationIssued, IncidentCompleted, Remedy
 from shared.events.vocabulary import CustomerTier, Role
@@ -328,7 +327,7 @@ class FanOut:
         await conn.execute(
             sa.delete(incident_targets).where(
                 incident_targets.c.incident_id == group.incident["incident_id"],
-                id_in(conn, incident_targets.c.customer_id, customer_ids),
+                any_of(conn, incident_targets.c.customer_id, customer_ids),
             )
         )
         if remedy is not None:
@@ -369,7 +368,7 @@ class FanOut:
             "updated_at": sa.literal(now, UtcDateTime),
         }
         select = sa.select(*values.values()).where(
-            t.incident_id == incident["incident_id"], id_in(conn, t.customer_id, customer_ids)
+            t.incident_id == incident["incident_id"], any_of(conn, t.customer_id, customer_ids)
         )
         stmt = (
             insert_for(conn, compensations)
@@ -417,7 +416,7 @@ class FanOut:
             sa.literal(value, sa.BigInteger),
             sa.literal(group.incident["declared_by"]),
             sa.literal(now, UtcDateTime),
-        ).where(id_in(conn, c.compensation_id, ids))
+        ).where(any_of(conn, c.compensation_id, ids))
         await conn.execute(sa.insert(compensation_ledger).from_select(columns, select))
 
     def _events(

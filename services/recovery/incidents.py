@@ -24,9 +24,9 @@ from services.recovery.decision import Decision, DecisionRequest, decide
 from services.recovery.models import compensations, customers, incident_targets, incidents
 from services.recovery.policy import RecoveryPolicy
 from services.recovery.schemas import IncidentIn, SegmentIn
-from services.recovery.store import id_in, insert_ignore_many
+from services.recovery.store import insert_ignore_many
 from shared.auth import Operator
-from shared.db import Database, UtcDateTime, utcnow
+from shared.db import Database, UtcDateTime, any_of, utcnow
 from shared.events.compensation import IncidentDeclared, Remedy
 from shared.events.vocabulary import CustomerTier, Role
 from shared.outbox import Emitter
@@ -185,7 +185,7 @@ async def queue_customers(
         (
             await conn.execute(
                 sa.select(compensations.c.customer_id).where(
-                    compensations.c.incident_id == incident_id, id_in(conn, compensations.c.customer_id, wanted)
+                    compensations.c.incident_id == incident_id, any_of(conn, compensations.c.customer_id, wanted)
                 )
             )
         ).scalars()

@@ -48,15 +48,6 @@ async def upsert(
     await conn.execute(stmt)
 
 
-def id_in(conn: AsyncConnection, column: sa.ColumnElement[Any], ids: Sequence[str]) -> sa.ColumnElement[bool]:
-    """`column IN ids`; on PostgreSQL one array parameter (`= ANY`), cheap for thousands of ids."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.String)))
-    return column.in_(list(ids))
-
-
 def ordered_ids(count: int) -> list[str]:
     """`count` random ids in UUID version 7 form: they start with the time in milliseconds.
 
