@@ -34,6 +34,10 @@ _GROWTH = sa.text(
     " WHERE s.schemaname = current_schema()"
 )
 
+_TURN_KEY = "hashtext(current_schema() || '/analyze')"
+_TAKE_TURN = sa.text(f"SELECT pg_try_advisory_lock({_TURN_KEY})")
+_END_TURN = sa.text(f"SELECT pg_advisory_unlock({_TURN_KEY})")
+
 
 @dataclass(frozen=True)
 class TableGrowth:
@@ -66,10 +70,16 @@ async def analyze_grown(db: Database, min_rows: int, growth: float) -> list[str]
         return []
     async with db.engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        quote = conn.dialect.identifier_preparer.quote
-        for name in names:
-            await conn.execute(sa.text(f"ANALYZE {quote(name)}"))
-            TABLES_ANALYZED.labels(table=name).inc()
+        # Replicas and workers of one service share its schema: one of them analyzes, the others skip.
+        if not await conn.scalar(_TAKE_TURN):
+            return []
+        try:
+            quote = conn.dialect.identifier_preparer.quote
+            for name in names:
+                await conn.execute(sa.text(f"ANALYZE {quote(name)}"))
+                TABLES_ANALYZED.labels(table=name).inc()
+        finally:
+            await conn.execute(_END_TURN)
     log.info("analyzed %s: they grew since their last analysis", ", ".join(names))
     return names
 

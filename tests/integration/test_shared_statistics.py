@@ -113,3 +113,14 @@ async def test_sqlite_has_nothing_to_analyze(tmp_path: object) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     assert await analyze_grown(Database(engine, tables, None), min_rows=1, growth=0.1) == []
     await engine.dispose()
+
+
+async def test_while_another_replica_analyzes_the_schema_this_one_skips(db: Database) -> None:
+    await _fill(db, 3_000)
+    await _changes_counted(db, "entries", 3_000)
+    async with db.engine.connect() as other:
+        assert await other.scalar(sa.text("SELECT pg_try_advisory_lock(hashtext(current_schema() || '/analyze'))"))
+        assert await analyze_grown(db, min_rows=1_000, growth=0.5) == []
+        await other.execute(sa.text("SELECT pg_advisory_unlock(hashtext(current_schema() || '/analyze'))"))
+        await other.commit()
+    assert await analyze_grown(db, min_rows=1_000, growth=0.5) == ["entries"]
