@@ -25,6 +25,9 @@ HANDLER_LATENCY = Histogram(
 )
 INBOX_DUPLICATES = Counter("redress_inbox_duplicates_total", "Redelivered events skipped by the inbox", ["type"])
 DEAD_LETTERED = Counter("redress_dead_lettered_total", "Events sent to the dead-letter topic", ["type"])
+TABLES_ANALYZED = Counter(
+    "redress_db_tables_analyzed_total", "Tables analyzed because they grew since their last analysis", ["table"]
+)
 OUTBOX_BACKLOG = Gauge("redress_outbox_backlog", "Events written but not yet published")
 OUTBOX_OLDEST_AGE = Gauge("redress_outbox_oldest_age_seconds", "Age of the oldest unpublished event")
 TIMERS_FIRED = Counter("redress_timers_fired_total", "Durable timers fired", ["kind"])

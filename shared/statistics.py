@@ -17,16 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from prometheus_client import Counter
 
 from shared.db import Database
+from shared.metrics import TABLES_ANALYZED
 
 log = logging.getLogger(__name__)
-
-TABLES_ANALYZED = Counter(
-    "redress_db_tables_analyzed_total", "Tables the service analyzed because they grew since their last analysis",
-    ["table"],
-)
 
 _GROWTH = sa.text(
     "SELECT s.relname AS name, s.n_mod_since_analyze AS changed, c.reltuples AS rows"

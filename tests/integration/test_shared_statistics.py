@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from shared.db import Database, add_delivery_tables
@@ -70,6 +71,14 @@ async def test_a_lookup_planned_while_the_table_was_empty_uses_the_index_once_th
 
         plan = await _plan(session)
         assert "Seq Scan" not in plan and "entries_source_key_key" in plan
+
+
+async def test_each_analysis_is_counted_in_the_metrics(db: Database) -> None:
+    before = REGISTRY.get_sample_value("redress_db_tables_analyzed_total", {"table": "entries"}) or 0.0
+    await _fill(db, 2_000)
+    await _changes_counted(db, "entries", 2_000)
+    assert await analyze_grown(db, min_rows=1_000, growth=0.5) == ["entries"]
+    assert REGISTRY.get_sample_value("redress_db_tables_analyzed_total", {"table": "entries"}) == before + 1
 
 
 async def test_tables_that_changed_little_are_left_alone(db: Database) -> None:
