@@ -30,7 +30,7 @@ from opentelemetry.trace import Link, SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus import KafkaBus, assignors
-from shared.db import Database, insert_ignore, insert_rows, utcnow
+from shared.db import Database, flush_deferred_rows, insert_ignore, insert_rows, utcnow
 from shared.envelope import Envelope, MalformedEvent, from_kafka
 from shared.events import EventData
 from shared.logs import correlation_id_var
@@ -242,7 +242,9 @@ class EventConsumer:
         async with self.db.transaction() as conn:
             claimed = await self._claim_all(conn, items)
             # Consecutive events with the same batch form go together; the order of the fetch is kept.
-            for many, run in itertools.groupby(items, key=self._batch_form):
+            for n, (many, run) in enumerate(itertools.groupby(items, key=self._batch_form)):
+                if n:  # what earlier handlers deferred is there for this one to read
+                    await flush_deferred_rows(conn)
                 if many is None:
                     for item in run:
                         await self._handle(conn, item, claimed)

@@ -212,6 +212,7 @@ class Database:
                 # info outlives the transaction (it belongs to the pooled connection): never leave rows behind.
                 info.pop(_DEFERRED, None)
                 info.pop(_NOTIFY, None)
+                info.pop(_SKIP_CONFLICTS, None)
             dirty = info.get("outbox_dirty", False)
         if dirty:
             for hook in self._after_commit:
@@ -232,19 +233,41 @@ _DEFERRED = "redress_deferred_inserts"
 # relay (after-commit hook), so the relay's listener skips notifications of its own origin.
 NOTIFY_ORIGIN = uuid.uuid4().hex
 _NOTIFY = "redress_deferred_notify"
+_SKIP_CONFLICTS = "redress_deferred_skip_conflicts"
 
 
-async def defer_insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+async def defer_insert(
+    conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], *, skip_conflicts: bool = False
+) -> None:
     """Insert ``rows`` at the end of the ``Database.transaction`` they belong to (one statement per table).
 
     Outside such a transaction, or inside a savepoint (whose rollback must take the rows with it),
-    the rows are inserted at once. Use it only for rows nothing in the same transaction reads back.
+    the rows are inserted at once. Use it only for rows nothing in the same transaction reads back
+    before ``flush_deferred_rows``. ``skip_conflicts`` drops rows whose key exists (ON CONFLICT DO
+    NOTHING); a table's deferred rows all skip conflicts or none do.
     """
+    if not rows:
+        return
     pending = conn.info.get(_DEFERRED)
     if pending is None or conn.in_nested_transaction():
-        await conn.execute(sa.insert(table), rows)
+        await insert_rows(conn, table, rows, skip_conflicts=skip_conflicts)
         return
+    skipping = conn.info.setdefault(_SKIP_CONFLICTS, set())
+    if table in pending and (table in skipping) != skip_conflicts:
+        raise ValueError(f"rows of {table.name} deferred both with and without skip_conflicts")
+    if skip_conflicts:
+        skipping.add(table)
     pending.setdefault(table, []).extend(rows)
+
+
+async def flush_deferred_rows(conn: AsyncConnection) -> None:
+    """Write the rows deferred so far now (the NOTIFY still waits for the end of the transaction).
+
+    For a transaction that goes on to read those tables: a consumer calls it between the handlers
+    that share one transaction.
+    """
+    if conn.info.get(_DEFERRED):
+        await _flush_deferred(conn, notify=False)
 
 
 async def defer_notify(conn: AsyncConnection, channel: str) -> None:
@@ -256,26 +279,31 @@ async def defer_notify(conn: AsyncConnection, channel: str) -> None:
     channels.add(channel)
 
 
-async def _flush_deferred(conn: AsyncConnection) -> None:
+async def _flush_deferred(conn: AsyncConnection, *, notify: bool = True) -> None:
     """Write the deferred rows (in the order their tables were first used) and send the notifications.
 
     On PostgreSQL all of it is one statement (``_one_statement_flush``) when every table's rows allow.
     """
     pending: dict[sa.Table, list[dict[str, Any]]] = conn.info.get(_DEFERRED) or {}
-    channels = sorted(conn.info.get(_NOTIFY) or ())
-    conn.info[_NOTIFY] = set()
+    skipping: set[sa.Table] = conn.info.pop(_SKIP_CONFLICTS, None) or set()
+    channels = sorted(conn.info.get(_NOTIFY) or ()) if notify else []
+    if notify:
+        conn.info[_NOTIFY] = set()
     if not pending and not channels:
         return
     if conn.dialect.name == "postgresql" and all(_unnestable(table, rows) for table, rows in pending.items()):
-        statement, params = _one_statement_flush(conn.dialect, list(pending.items()), channels)
+        statement, params = _one_statement_flush(conn.dialect, list(pending.items()), channels, skipping)
         pending.clear()
         await conn.exec_driver_sql(statement, params)
         return
     while pending:
         table = next(iter(pending))
+        statement = dialect_insert(conn.dialect.name, table)
+        if table in skipping:
+            statement = statement.on_conflict_do_nothing()
         # One executemany per run of rows with the same keys: it takes the columns from the first row.
         for _, same_keys in itertools.groupby(pending.pop(table), key=lambda row: tuple(row)):
-            await conn.execute(sa.insert(table), list(same_keys))
+            await conn.execute(statement, list(same_keys))
     for channel in channels:
         await conn.execute(sa.text(f"NOTIFY {channel}, '{NOTIFY_ORIGIN}'"))
 
@@ -291,7 +319,10 @@ def _unnestable(table: sa.Table, rows: list[dict[str, Any]]) -> bool:
 
 
 def _one_statement_flush(
-    dialect: sa.Dialect, pending: list[tuple[sa.Table, list[dict[str, Any]]]], channels: list[str]
+    dialect: sa.Dialect,
+    pending: list[tuple[sa.Table, list[dict[str, Any]]]],
+    channels: list[str],
+    skipping: set[sa.Table] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[str, tuple[Any, ...]]:
     """Every table's rows and every NOTIFY as one statement: one round trip instead of one per table.
 
@@ -311,8 +342,9 @@ def _one_statement_flush(
             params.append([process(v) for v in values] if process else values)
             arrays.append(f"${len(params)}::{column.type.compile(dialect)}[]")
         names = ", ".join(quote.quote(column.name) for column in columns)
+        on_conflict = " ON CONFLICT DO NOTHING" if table in skipping else ""
         parts.append(f"w{n} AS (INSERT INTO {quote.format_table(table)} ({names}) "
-                     f"SELECT * FROM unnest({', '.join(arrays)}))")
+                     f"SELECT * FROM unnest({', '.join(arrays)}){on_conflict})")
     notices = []
     for channel in channels:
         params += [channel, NOTIFY_ORIGIN]

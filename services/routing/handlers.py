@@ -121,7 +121,7 @@ def make_handlers(policy: RoutingPolicy) -> dict[str, Handler]:
                 await run.received(ctx, event)
             else:
                 await run.followed_up(ctx, event)  # type: ignore[arg-type]
-        await run.writer.flush(conn)
+        await run.writer.flush(conn, defer=True)
 
     async def on_complaint(ctx: HandlerContext, event: EventData) -> None:
         """One complaint event: a run of one."""

@@ -19,7 +19,7 @@ from services.routing import sla
 from services.routing.case import CaseSnapshot, Outcome
 from services.routing.models import case_history, cases, handoffs
 from services.routing.policy import RoutingPolicy
-from shared.db import Database, any_of_param, insert_rows, utcnow
+from shared.db import Database, any_of_param, defer_insert, insert_rows, utcnow
 from shared.envelope import Envelope
 from shared.events import EventData
 from shared.events.cases import CaseHandedOff
@@ -261,13 +261,24 @@ class CaseWriter:
             self.timers.setdefault(key, row)
         return columns
 
-    async def flush(self, conn: AsyncConnection) -> None:
-        """Write the kept rows: new cases, changed cases, history, timers."""
-        await insert_rows(conn, cases, list(self.inserts.values()), returning=[cases.c.id])
+    async def flush(self, conn: AsyncConnection, *, defer: bool = False) -> None:
+        """Write the kept rows: new cases, changed cases, history, timers.
+
+        With ``defer`` the new rows go in with the transaction's outbox rows, in its one statement at
+        commit (``defer_insert``): for a consumer's run, after which nothing in the transaction reads
+        them before the consumer writes them (``flush_deferred_rows``).
+        """
         if self.updates:
             await conn.execute(_UPDATE_CASE, [{**cols, "case_key": key} for key, cols in self.updates.items()])
-        await insert_rows(conn, case_history, self.history, returning=[case_history.c.id])
-        await _write_timers(conn, self.db, list(self.timers.values()))
+        new_cases, new_timers = list(self.inserts.values()), list(self.timers.values())
+        if defer:
+            await defer_insert(conn, cases, new_cases)
+            await defer_insert(conn, case_history, self.history)
+            await defer_insert(conn, self.db.tables.timers, new_timers, skip_conflicts=True)
+        else:
+            await insert_rows(conn, cases, new_cases, returning=[cases.c.id])
+            await insert_rows(conn, case_history, self.history, returning=[case_history.c.id])
+            await _write_timers(conn, self.db, new_timers)
         self.inserts, self.updates, self.history, self.timers = {}, {}, [], {}
 
 

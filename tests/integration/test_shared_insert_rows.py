@@ -13,11 +13,12 @@ from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import KafkaBus
-from shared.consumer import EventConsumer, HandlerContext
-from shared.db import Database, UtcDateTime, add_delivery_tables, any_of, insert_rows
+from shared.consumer import BatchableHandler, EventConsumer, HandlerContext
+from shared.db import Database, UtcDateTime, add_delivery_tables, any_of, defer_insert, insert_rows
 from shared.envelope import new_event, to_kafka
 from shared.events import EventData
-from shared.events.loyalty import PointsChanged
+from shared.events.loyalty import PointsChanged, TierChanged
+from shared.events.vocabulary import CustomerTier
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.topics import Topic
@@ -177,3 +178,54 @@ async def test_a_failing_partition_group_does_not_undo_the_other(db: Database, b
         dead = await tap.wait_for(lambda env: env.subject == bad)
     assert len(dead) == 1
     assert [r["note"] for r in await stored(db)] == ["cust-good", "cust-good"]
+
+
+async def test_deferred_rows_whose_key_exists_are_skipped_at_commit(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(sa.insert(items).values(item(1, note="first")))
+    async with db.transaction() as conn:
+        await defer_insert(conn, items, [item(1, note="again"), item(2)], skip_conflicts=True)
+    assert [(r["id"], r["note"]) for r in await stored(db)] == [("i1", "first"), ("i2", None)]
+
+
+async def test_deferred_rows_skip_conflicts_on_sqlite_too(sqlite_db: Database) -> None:
+    async with sqlite_db.transaction() as conn:
+        await conn.execute(sa.insert(items).values(item(1, note="first")))
+    async with sqlite_db.transaction() as conn:
+        await defer_insert(conn, items, [item(1, note="again"), item(2)], skip_conflicts=True)
+    assert [(r["id"], r["note"]) for r in await stored(sqlite_db)] == [("i1", "first"), ("i2", None)]
+
+
+async def test_one_tables_deferred_rows_cannot_both_skip_and_not_skip_conflicts(db: Database) -> None:
+    with pytest.raises(ValueError, match="both with and without"):
+        async with db.transaction() as conn:
+            await defer_insert(conn, items, [item(1)])
+            await defer_insert(conn, items, [item(2)], skip_conflicts=True)
+    assert await stored(db) == []
+
+
+async def test_a_later_run_of_a_consumer_transaction_reads_what_an_earlier_run_deferred(db: Database) -> None:
+    seen_by_tier_handler: list[int] = []
+
+    async def points_one(ctx: HandlerContext, event: EventData) -> None:
+        await points_many([(ctx, event)])
+
+    async def points_many(events: list[tuple[HandlerContext, EventData]]) -> None:
+        rows = [item(n, id=ctx.envelope.id[:40]) for n, (ctx, _) in enumerate(events)]
+        await defer_insert(events[0][0].conn, items, rows)
+
+    async def tier(ctx: HandlerContext, event: EventData) -> None:
+        seen_by_tier_handler.append(await ctx.conn.scalar(sa.select(sa.func.count()).select_from(items)))
+
+    changed = TierChanged(customer_id="cust-0", from_tier=None, to_tier=CustomerTier.HIGH_VALUE, changed_at=NOW)
+    key, value, headers = to_kafka(new_event(changed, source="/test", subject="cust-0", correlation_id="corr"))
+    tier_record = ConsumerRecord("redress.loyalty.v1", 0, 2, 0, 0, key, value, None, len(key), len(value), headers)
+    consumer = EventConsumer(
+        service="ir-test", settings=ServiceSettings(), db=db, bus=None,  # type: ignore[arg-type]
+        emitter=Emitter(db, source="/test"), topics=[],
+        handlers={PointsChanged.event_type: BatchableHandler(one=points_one, many=points_many),
+                  TierChanged.event_type: tier},
+    )
+    await consumer.process([record(0, 0, "cust-0"), record(0, 1, "cust-0"), tier_record])
+    assert seen_by_tier_handler == [2]
+    assert len(await stored(db)) == 2
