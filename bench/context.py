@@ -35,7 +35,7 @@ class Plan:
     wait_cap_s: float = 180.0  # incident: stop waiting for grants after this long past the upload
     # incident: recovery's fan-out throttle (RECOVERY_INCIDENT_RATE_PER_SECOND). The embedded broker keeps
     # about 5 MiB per partition and drops the rest: loyalty must never fall that far behind. 0: the default.
-    incident_rate: float = 2500.0
+    incident_rate: float = 2000.0
 
     @classmethod
     def from_env(cls) -> "Plan":

@@ -4,7 +4,7 @@ Through the real API: an incident is declared with the first part of the custome
 uploaded in parts of 5,000, the list is closed; recovery fans out one ``compensation.issued.v1`` per
 customer, loyalty grants the points (``loyalty.points_changed.v1``). The clock runs from the
 declaration to the last grant; resident memory of both services is sampled. Recovery's fan-out is
-throttled (``BENCH_INCIDENT_RATE``, 2,500/s unless set; 0 leaves recovery's own setting) to a rate
+throttled (``BENCH_INCIDENT_RATE``, 2,000/s unless set; 0 leaves recovery's own setting) to a rate
 loyalty keeps up with here, as an operator would set it.
 
 Loyalty first consumes what earlier scenarios of a full run left on its topics (the volume
