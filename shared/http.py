@@ -4,6 +4,7 @@ import json
 import time
 import uuid
 
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logs import correlation_id_var
@@ -12,6 +13,13 @@ from shared.problems import PROBLEM_BASE, PROBLEM_JSON
 from shared.tracing import finish_server_span, server_span
 
 CORRELATION_HEADER = b"x-correlation-id"
+
+# ServiceMiddleware makes each request's SERVER span and metrics. The web framework's own telemetry,
+# on by default once a tracer provider is installed, would add a second request span in a trace of
+# its own and spans around each dependency and endpoint: twice the traces, paid on every request.
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False,
+}
 
 
 class ServiceMiddleware:

@@ -20,7 +20,7 @@ from shared.asyncapi import asyncapi_router
 from shared.bus import KafkaBus
 from shared.consumer import EventConsumer, Handler
 from shared.db import Database, DeliveryTables, make_engine
-from shared.http import ServiceMiddleware
+from shared.http import NO_FRAMEWORK_TELEMETRY, ServiceMiddleware
 from shared.logs import configure_logging
 from shared.metrics import refresh_database_gauges
 from shared.openapi import problem_openapi
@@ -140,7 +140,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
 
     app = FastAPI(
         title=f"Redress {spec.name}", description=spec.description, version=spec.version,
-        lifespan=lifespan, openapi_tags=spec.openapi_tags or None,
+        lifespan=lifespan, openapi_tags=spec.openapi_tags or None, telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     install_problem_handlers(app)
     app.add_middleware(ServiceMiddleware, max_body_bytes=spec.settings.max_body_bytes)

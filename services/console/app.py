@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.console.api import proxy_router, router
 from services.console.runtime import Console, build_console, get_console
 from services.console.settings import Settings
-from shared.http import ServiceMiddleware
+from shared.http import NO_FRAMEWORK_TELEMETRY, ServiceMiddleware
 from shared.logs import configure_logging
 from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.settings import load_settings
@@ -155,6 +155,7 @@ def create_console_app(settings: Settings) -> FastAPI:
         description="Operators' web console: live event stream, queue board, KPIs and complaint stories.",
         version="1.0.0",
         lifespan=lifespan,
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     install_problem_handlers(app)
     app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_body_bytes)

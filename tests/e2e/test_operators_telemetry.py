@@ -102,6 +102,12 @@ async def test_one_complaint_is_one_trace_across_the_four_services(traced_stack:
         linked = everything[linked["parent_id"]]
     assert linked["attributes"]["http.route"] == "/v1/channels/{channel}/complaints"
     assert linked["resource"]["attributes"]["service.name"] == "intake"
+    # One request, one SERVER span: the web framework's own telemetry would add a second request span
+    # in a trace of its own, and its operation spans under ours.
+    posts = [s for s in everything.values() if s["kind"] == "SpanKind.SERVER"
+             and s["attributes"].get("http.route") == "/v1/channels/{channel}/complaints"]
+    assert [s["context"]["span_id"] for s in posts] == [linked["context"]["span_id"]]
+    assert not [s["name"] for s in everything.values() if s["name"].startswith("fastapi.")]
 
 
 def _metrics(url: str) -> dict[str, list[Any]]:
