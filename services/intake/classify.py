@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from services.intake.literals import required_literals
 from shared.events.complaints import Classification, Exposure
 from shared.events.vocabulary import Category, Department, Sentiment, UrgencyCue
 
@@ -34,15 +35,33 @@ def _core(term: str) -> str:
 
 @lru_cache(maxsize=8192)
 def _compiled(parts: tuple[str, ...]) -> re.Pattern[str]:
-    """One regex for the alternatives that can match a given text (cached: texts repeat their word sets)."""
-    return re.compile("|".join(parts), re.IGNORECASE)
+    """One regex for the alternatives that can match a given text (cached: texts repeat their word sets).
+
+    It runs on lower-cased text: keywords are lower-cased and a rule's own patterns carry their
+    case-insensitive flag (``_pattern_regex``), so no alternative pays for case folding at every position.
+    """
+    return re.compile("|".join(parts))
+
+
+def _pattern_regex(pattern: str) -> str:
+    """A rule's own regular expression, case-insensitive as the policy file promises."""
+    return f"(?i:{pattern})"
+
+
+def _pattern_parts(pattern: str) -> list[tuple[str, str | None]]:
+    """A rule's own regex with each literal it needs (one entry per literal; None: tried on every text)."""
+    regex = _pattern_regex(pattern)
+    needs = required_literals(pattern)
+    return [(regex, literal) for literal in sorted(needs)] if needs else [(regex, None)]
 
 
 def _term_regex(term: str) -> str:
     """Regex for one keyword: CJK terms match as substrings, others as whole words; ``*`` ends a prefix."""
+    term = term.lower()
     if _is_cjk_term(term):
         return re.escape(term)
-    body = r"\s+".join(re.escape(word) for word in term.split())
+    words = term.split()
+    body = r"\s+".join(re.escape(word) for word in words)
     prefix = body.endswith(r"\*")
     body = body.removesuffix(r"\*")
     # ASCII lookarounds instead of \b: terms may start or end with punctuation ("n't", "#"), and in mixed
@@ -51,7 +70,11 @@ def _term_regex(term: str) -> str:
     # "sparking"); phrases only their plural, so "log in" does not become "log ins".
     inflections = r"(?:s|es)?" if " " in term else r"(?:s|es|ed|d|ing)?"
     suffix = r"[A-Za-z0-9_]*" if prefix else inflections + r"(?![A-Za-z0-9_])"
-    return r"(?<![A-Za-z0-9_])" + body + suffix
+    # The look-behind goes after the first character (two wide, over the character before it and the
+    # first), so every alternative starts with a literal and the regex engine skips to where one occurs
+    # instead of trying each alternative at every position.
+    first = re.escape(words[0][0])
+    return first + r"(?<![A-Za-z0-9_].)" + body[len(first):] + suffix
 
 
 class _CoreIndex:
@@ -85,7 +108,7 @@ _NARROWED_CACHE = 4096
 
 
 class _Narrowed:
-    """Alternatives, each with the literal it needs (None: always tried), narrowed to the literals of a text.
+    """Alternatives, each with a literal it needs (None: always tried), narrowed to the literals of a text.
 
     Leaving out alternatives that cannot match gives the same matches as the whole alternation. The regex of
     each set of present literals is kept (texts repeat their word sets).
@@ -108,7 +131,8 @@ class _Narrowed:
             return self._cache[hit]
         except KeyError:
             pass
-        parts = tuple(part for part, core in self._parts if core is None or core in hit)
+        # A pattern needing any of several literals has an entry per literal: each alternative goes in once.
+        parts = tuple(dict.fromkeys(part for part, core in self._parts if core is None or core in hit))
         pattern = _compiled(parts) if parts else None
         if len(self._cache) >= _NARROWED_CACHE:
             self._cache.clear()
@@ -146,7 +170,8 @@ class Rule(BaseModel):
     @model_validator(mode="after")
     def _not_empty(self) -> Rule:
         terms = [t for t in [*self.en, *self.zh] if t.strip()]
-        parts = [(_term_regex(t), _core(t)) for t in terms] + [(f"(?:{p})", None) for p in self.patterns]
+        parts = [(_term_regex(t), _core(t)) for t in terms]
+        parts += [part for pattern in self.patterns for part in _pattern_parts(pattern)]
         if not parts:
             raise ValueError(f"rule {self.name!r} has no keywords and no patterns")
         self._parts = tuple(parts)
@@ -154,29 +179,12 @@ class Rule(BaseModel):
         return self
 
     def cores(self) -> set[str]:
-        """The literals the rule's keywords need in a text."""
+        """The literals the rule's keywords and patterns need in a text."""
         return {core for _, core in self._parts if core is not None}
 
     def matcher(self) -> _Narrowed:
         """The rule's alternatives, narrowed per text by :meth:`_Narrowed.regex`."""
         return self._narrowed
-
-    def find(self, text: str, lowered: str | None = None) -> list[str]:
-        """Distinct matched snippets, in order of appearance.
-
-        Only the alternatives whose literal occurs in the text go into the regex: the same matches as the
-        whole alternation (an alternative without its literal cannot match), at a fraction of the cost.
-        """
-        lowered = text.lower() if lowered is None else lowered
-        parts = tuple(part for part, core in self._parts if core is None or core in lowered)
-        if not parts:
-            return []
-        seen: dict[str, None] = {}
-        for match in _compiled(parts).finditer(text):
-            snippet = match.group(0).strip().lower()
-            if snippet:
-                seen.setdefault(snippet, None)
-        return list(seen)
 
 
 class RuleSet(BaseModel):
@@ -235,11 +243,11 @@ class SentimentLexicon(BaseModel):
         if _is_cjk_term(term):
             before = text[max(0, start - 2) : start]
             return any(before.endswith(neg) for neg in self.negators_zh)
-        words = re.findall(r"[\w']+", text[max(0, start - 30) : start].lower())[-3:]
+        words = re.findall(r"[\w']+", text[max(0, start - 30) : start])[-3:]
         return any(word in self.negators_en or word.endswith("n't") for word in words)
 
-    def score(self, text: str, present: frozenset[str] | None = None) -> tuple[float, list[str], list[str]]:
-        """Raw score and the negative and positive snippets that made it.
+    def score(self, lowered: str, present: frozenset[str] | None = None) -> tuple[float, list[str], list[str]]:
+        """Raw score of a lower-cased text and the negative and positive snippets that made it.
 
         ``present``: the literals of the text (from the classifier's index); found here when not given.
         """
@@ -247,18 +255,17 @@ class SentimentLexicon(BaseModel):
         negative: list[str] = []
         positive: list[str] = []
         if present is None:
-            lowered = text.lower()
             present = frozenset(core for _, core in self._parts if core in lowered)
         regex = self._narrowed.regex(present)
-        for match in (regex.finditer(text) if regex else ()):
-            term = match.group(0).lower()
+        for match in (regex.finditer(lowered) if regex else ()):
+            term = match.group(0)
             weight = self._weight_of(term)
-            if self._negated(text, match.start(), term):
+            if self._negated(lowered, match.start(), term):
                 weight = -weight if weight > 0 else weight * 0.5
             raw += weight
             (negative if weight < 0 else positive).append(term)
         if raw < 0:
-            raw -= self.exclamation_weight * len(re.findall(r"[!！]{2,}", text))
+            raw -= self.exclamation_weight * len(re.findall(r"[!！]{2,}", lowered))
         return raw, negative, positive
 
 
@@ -322,13 +329,13 @@ def _reason(kind: str, rule: Rule, snippets: list[str]) -> str:
     return f"{kind}.{rule.name} w{rule.weight:g}: {shown}{more}"
 
 
-def _snippets(regex: re.Pattern[str] | None, text: str) -> list[str]:
-    """Distinct matched snippets, in order of appearance (what :meth:`Rule.find` returns)."""
+def _snippets(regex: re.Pattern[str] | None, lowered: str) -> list[str]:
+    """Distinct matched snippets of a lower-cased text, in order of appearance."""
     if regex is None:
         return []
     seen: dict[str, None] = {}
-    for match in regex.finditer(text):
-        snippet = match.group(0).strip().lower()
+    for match in regex.finditer(lowered):
+        snippet = match.group(0).strip()
         if snippet:
             seen.setdefault(snippet, None)
     return list(seen)
@@ -463,13 +470,14 @@ class Classifier:
 
     def classify(self, text: str, *, prior_contacts: int = 0, exposure: Exposure | None = None) -> Classification:
         """Classify one complaint; ``prior_contacts`` and ``exposure`` feed the repeat and media cues."""
-        prepared = _prepare(text)
-        present = self._index.present(prepared.lower())
+        # Every rule matches the lower-cased text (snippets are shown lower-cased).
+        lowered = _prepare(text).lower()
+        present = self._index.present(lowered)
         matched: list[Rule] = []
-        category, category_reasons = self._category(prepared, present, matched)
-        cues, cue_reasons = self._cues(prepared, present, prior_contacts, exposure, matched)
-        departments, department_reasons = self._departments(prepared, present, category)
-        sentiment, score, sentiment_reason = self._sentiment(prepared, present, matched)
+        category, category_reasons = self._category(lowered, present, matched)
+        cues, cue_reasons = self._cues(lowered, present, prior_contacts, exposure, matched)
+        departments, department_reasons = self._departments(lowered, present, category)
+        sentiment, score, sentiment_reason = self._sentiment(lowered, present, matched)
         return Classification(
             category=category,
             urgency_cues=cues,

@@ -226,5 +226,17 @@ def test_narrowing_to_the_literals_of_a_text_finds_what_every_rule_finds_whole(c
         present = index.present(lowered)
         assert present == {core for core in cores if core in lowered}, text
         for rule in rules:
-            whole = _snippets(_compiled(tuple(part for part, _ in rule._parts)), text)
-            assert _snippets(rule.matcher().regex(present), text) == whole, (rule.name, text)
+            whole = _snippets(_compiled(tuple(part for part, _ in rule._parts)), lowered)
+            assert _snippets(rule.matcher().regex(present), lowered) == whole, (rule.name, text)
+
+
+def test_keywords_and_patterns_match_whatever_the_case_of_the_policy_or_the_text() -> None:
+    """Rules match the lower-cased text; a policy's own upper-case keywords and patterns still match."""
+    data = _policy_data()
+    data["categories"]["other"]["rules"] = [
+        {"name": "shouting_codes", "weight": 5, "en": ["Double Charged"], "patterns": [r"INV-[A-Z]{2}\d+"]}
+    ]
+    classifier = Classifier(parse_policy(data))
+    for text in ("I was DOUBLE CHARGED on inv-ab12", "i was double charged on INV-AB12"):
+        reasons = "\n".join(classifier.classify(text).reasons)
+        assert 'category.other.shouting_codes w5: "double charged", "inv-ab12"' in reasons, text
