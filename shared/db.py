@@ -236,6 +236,21 @@ _NOTIFY = "redress_deferred_notify"
 _SKIP_CONFLICTS = "redress_deferred_skip_conflicts"
 
 
+async def driver_in_transaction(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``, inside ``conn``'s transaction (PostgreSQL).
+
+    For what SQLAlchemy cannot send, such as one statement executed for many parameter sets with
+    their rows returned in a single round trip. SQLAlchemy begins the driver's transaction only when
+    it sends its first statement, so a statement sent to the driver before that would run, and
+    commit, on its own: the transaction is begun here first (the same BEGIN SQLAlchemy would send).
+    """
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    async with adapted._execute_mutex:
+        if adapted._transaction is None and conn.in_transaction():
+            await adapted._start_transaction()
+    return adapted._connection
+
+
 async def defer_insert(
     conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]], *, skip_conflicts: bool = False
 ) -> None:

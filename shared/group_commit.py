@@ -22,6 +22,10 @@ Usage in a route::
         return complaint_id
 
     complaint_id = await group.run(store)
+
+A work may also name a read it needs before it runs (``Prefetch``): the reads of every work in a
+group are done first, with one call of their ``fetch_all`` per kind (one round trip for the group
+instead of one per work), and each work finds its answer in ``prefetch.result``.
 """
 
 import asyncio
@@ -38,7 +42,18 @@ from shared.db import Database
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 Work = Callable[[AsyncConnection], Awaitable[T]]
+FetchAll = Callable[[AsyncConnection, list[Any]], Awaitable[list[Any]]]
+
+
+@dataclass
+class Prefetch(Generic[R]):
+    """A read one work needs first; ``fetch_all(conn, requests)`` answers a group's requests in order."""
+
+    fetch_all: FetchAll
+    request: Any
+    result: R | None = None
 
 
 @dataclass
@@ -46,6 +61,7 @@ class _Pending(Generic[T]):
     work: Work[T]
     future: asyncio.Future[T]
     context: contextvars.Context
+    prefetch: Prefetch[Any] | None = None
 
 
 class GroupCommit:
@@ -60,11 +76,15 @@ class GroupCommit:
         self.transactions = 0  # counters for metrics and the benchmark
         self.works = 0
 
-    async def run(self, work: Work[T]) -> T:
-        """Run ``work`` in a (possibly shared) transaction; its result once committed, or its error."""
+    async def run(self, work: Work[T], prefetch: Prefetch[Any] | None = None) -> T:
+        """Run ``work`` in a (possibly shared) transaction; its result once committed, or its error.
+
+        ``prefetch``: read in the same transaction before the group's works run, together with the
+        other works' reads of its kind.
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         # The work runs in the caller's context, so its logs keep the request's correlation id.
-        self._queue.append(_Pending(work, future, contextvars.copy_context()))
+        self._queue.append(_Pending(work, future, contextvars.copy_context(), prefetch))
         if self._in_flight < self.max_in_flight:
             self._in_flight += 1
             asyncio.create_task(self._drain())  # noqa: RUF006 - the futures hold the outcome
@@ -82,6 +102,7 @@ class GroupCommit:
         results: list[Any] = []
         try:
             async with self.db.transaction() as conn:
+                await _prefetch_all(conn, batch)
                 for item in batch:
                     results.append(await _in_context(item, conn))
         except Exception as exc:
@@ -101,6 +122,19 @@ class GroupCommit:
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
+
+
+async def _prefetch_all(conn: AsyncConnection, batch: list[_Pending[Any]]) -> None:
+    """Answer the group's prefetches, one ``fetch_all`` call per kind."""
+    by_kind: dict[FetchAll, list[Prefetch[Any]]] = {}
+    for item in batch:
+        if item.prefetch is not None:
+            item.prefetch.result = None  # a group that failed is run again: nothing of its reads is kept
+            by_kind.setdefault(item.prefetch.fetch_all, []).append(item.prefetch)
+    for fetch_all, wanted in by_kind.items():
+        answers = await fetch_all(conn, [p.request for p in wanted])
+        for prefetch, answer in zip(wanted, answers, strict=True):
+            prefetch.result = answer
 
 
 async def _in_context(item: _Pending[T], conn: AsyncConnection) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +26,10 @@ from services.intake.normalize import mask_email, mask_phone, mask_text
 from services.intake.policy import FollowUpMatch, IntakePolicy, NewMessage, find_follow_up
 from services.intake.schemas import ComplaintAccepted
 from services.intake.security import VerifiedRequest, replayed
+from services.intake.store import Arrival
 from shared.db import utcnow
 from shared.events.complaints import Classification, ComplaintFollowedUp, ComplaintReceived
-from shared.group_commit import GroupCommit, group_commit
+from shared.group_commit import GroupCommit, Prefetch, group_commit
 from shared.idempotency import remember_answer, stored_answer
 from shared.logs import correlation_id_var
 from shared.service import Runtime
@@ -130,30 +132,43 @@ class IntakeService:
     async def _accept_with_retries(
         self, group: GroupCommit, submission: Submission, pending: list[tuple[str, tuple[Any, ...]]]
     ) -> Answer:
-        async def work(conn: AsyncConnection) -> Answer:
-            pending.clear()  # an earlier run of this work was rolled back
-            return await self._accept(conn, submission, utcnow())
-
         for attempt in range(ATTEMPTS):
+            now = utcnow()
+            # The signature claim, the earlier message and the directory rows: read for a whole group at once.
+            arrival = self._arrival(submission, now)
             try:
                 # Concurrent requests share one transaction; a work whose group failed is run again alone,
                 # so the errors seen here are this message's own.
-                return await group.run(work)
+                return await group.run(self._work(submission, now, arrival, pending), arrival)
             except Exception as exc:
                 if not run_again(exc) or attempt == ATTEMPTS - 1:
                     raise
                 log.info("concurrent change while accepting a message, running it again: %s", type(exc).__name__)
         raise AssertionError("unreachable")
 
-    async def _accept(self, conn: AsyncConnection, sub: Submission, now: datetime) -> Answer:
+    def _work(
+        self, sub: Submission, now: datetime, arrival: Prefetch[Arrival] | None,
+        pending: list[tuple[str, tuple[Any, ...]]],
+    ) -> Callable[[AsyncConnection], Awaitable[Answer]]:
+        async def work(conn: AsyncConnection) -> Answer:
+            pending.clear()  # an earlier run of this work was rolled back
+            return await self._accept(conn, sub, now, arrival.result if arrival else None)
+
+        return work
+
+    def _arrival(self, sub: Submission, now: datetime) -> Prefetch[Arrival] | None:
+        """The one-statement arrival of a signed message (PostgreSQL); None: claimed and looked up step by step."""
+        if not (sub.verified and self.runtime.db.is_postgres):
+            return None
+        complaint = sub.complaint
+        request = store.ArrivalRequest(sub.verified.digest, sub.verified.key_id, now, complaint.channel.value,
+                                       complaint.external_ref, complaint.contact)
+        return Prefetch(store.arrive_many, request)
+
+    async def _accept(self, conn: AsyncConnection, sub: Submission, now: datetime, arrival: Arrival | None) -> Answer:
         complaint = sub.complaint
         scope = f"intake:{complaint.channel.value}"
-        arrival = None
-        if sub.verified and store.can_arrive(conn):
-            arrival = await store.arrive(
-                conn, sub.verified.digest, sub.verified.key_id, now, complaint.channel.value, complaint.external_ref,
-                complaint.contact,
-            )
+        if arrival is not None:
             if not arrival.claimed:
                 raise replayed()
         elif sub.verified and not await store.claim_signature(conn, sub.verified.digest, sub.verified.key_id, now):
@@ -172,7 +187,9 @@ class IntakeService:
                 log.info("message %s re-sent on %s; answering as the first time", earlier["id"], complaint.channel)
                 await self._remember(conn, sub, scope, 202, earlier["answer"])
                 return Answer(202, earlier["answer"], replayed=True)
-        answer = await self._new_message(conn, sub, now, arrival.directory if arrival else None)
+        # Directory rows read for the whole group are stale once an earlier message of it merged customers.
+        found = arrival.directory if arrival and not directory.merged_in_this_transaction(conn) else None
+        answer = await self._new_message(conn, sub, now, found)
         await self._remember(conn, sub, scope, 202, answer)
         return Answer(202, answer)
 

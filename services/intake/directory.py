@@ -122,6 +122,18 @@ async def lookup(conn: AsyncConnection, hints: ContactHints) -> Lookup:
     return read_lookup(await conn.execute(DIRECTORY_ROWS, lookup_params(hints)))
 
 
+# The transaction in which a merge moved contacts: directory rows read earlier in it are out of date.
+_MERGED_IN = "intake_directory_merged_in"
+
+
+def merged_in_this_transaction(conn: AsyncConnection) -> bool:
+    """Whether a merge changed the directory in ``conn``'s transaction (rows read before it are stale)."""
+    merged_in = conn.info.get(_MERGED_IN)
+    return merged_in is not None and conn.sync_connection is not None and (
+        merged_in is conn.sync_connection.get_transaction()
+    )
+
+
 class _Directory:
     """One resolution's view of the rows it read, so decisions follow merges already made."""
 
@@ -148,6 +160,7 @@ class _Directory:
 
     async def merge(self, source: str, target: str) -> None:
         """Fold a provisional customer into ``target``: its contacts move, it and its merged ones point there."""
+        self.conn.info[_MERGED_IN] = self.conn.sync_connection.get_transaction() if self.conn.sync_connection else None
         await self.conn.execute(_MOVE_CONTACTS, {"source": source, "target": target})
         await self.conn.execute(_MERGE_CUSTOMERS, {"source": source, "target": target, "now": self.now})
         self.known[source] = _Customer(True, target)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +18,7 @@ from services.intake.channels.base import ContactHints
 from services.intake.directory import DIRECTORY_ROWS, Lookup, lookup_params, read_lookup
 from services.intake.models import complaints, customers, messages, timeline, used_signatures
 from services.intake.policy import OpenComplaint
-from shared.db import UtcDateTime, defer_insert, insert_ignore, insert_rows
+from shared.db import UtcDateTime, defer_insert, driver_in_transaction, insert_ignore, insert_rows
 
 CLOSED_STATUSES = ("resolved", "closed")
 
@@ -70,12 +72,25 @@ class Arrival:
     directory: Lookup
 
 
+@dataclass(frozen=True)
+class ArrivalRequest:
+    """What ``arrive_many`` needs of one signed message."""
+
+    digest: str
+    key_id: str
+    now: datetime
+    channel: str
+    external_ref: str | None
+    hints: ContactHints
+
+
 @lru_cache(maxsize=1)
 def _arrival_query() -> sa.Select:
     """Claim the signature, find the message by reference and read the directory rows: one PostgreSQL statement.
 
-    One row per directory row, each carrying the claim and the earlier message (one row of NULLs when the
-    directory has none). The claim is a data-modifying CTE: it runs once whether or not a row reads it.
+    One row per directory row, each carrying the request's slot, the claim and the earlier message (one row of
+    NULLs when the directory has none). The claim is a data-modifying CTE: it runs once whether or not a row
+    reads it.
     """
     claim = (
         postgresql.insert(used_signatures)
@@ -90,29 +105,51 @@ def _arrival_query() -> sa.Select:
         messages.c.external_ref == sa.bindparam("external_ref", type_=sa.String),
     )
     head = sa.select(
+        sa.bindparam("slot", type_=sa.Integer).label("slot"),
         sa.select(sa.func.count()).select_from(claim).scalar_subquery().label("claimed"),
         sa.select(messages.c.id).where(*same_ref).scalar_subquery().label("earlier_id"),
-        sa.select(messages.c.answer).where(*same_ref).scalar_subquery().label("earlier_answer"),
+        sa.select(sa.cast(messages.c.answer, sa.Text)).where(*same_ref).scalar_subquery().label("earlier_answer"),
     ).subquery("head")
     rows = DIRECTORY_ROWS.subquery("directory")
     return sa.select(head, rows).select_from(head.outerjoin(rows, sa.true()))
 
 
+@lru_cache(maxsize=4)
+def _arrival_sql(dialect: sa.Dialect) -> tuple[str, tuple[str, ...]]:
+    """The arrival statement as the driver runs it, and the order of its parameters."""
+    compiled = _arrival_query().compile(dialect=dialect)
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
 def can_arrive(conn: AsyncConnection) -> bool:
-    """Whether ``arrive`` can do its work in one statement here (PostgreSQL)."""
+    """Whether ``arrive_many`` can do its work here (PostgreSQL)."""
     return conn.dialect.name == "postgresql"
 
 
-async def arrive(
-    conn: AsyncConnection, digest: str, key_id: str, now: datetime, channel: str, external_ref: str | None,
-    hints: ContactHints,
-) -> Arrival:
-    """``claim_signature``, ``message_by_ref`` and ``directory.lookup`` in one round trip (PostgreSQL only)."""
-    params = {"digest": digest, "key_id": key_id, "seen_at": now, "channel": channel, "external_ref": external_ref,
-              **lookup_params(hints)}
-    rows = (await conn.execute(_arrival_query(), params)).all()
+async def arrive_many(conn: AsyncConnection, requests: list[ArrivalRequest]) -> list[Arrival]:
+    """``claim_signature``, ``message_by_ref`` and ``directory.lookup`` for each message, in order, in one round
+    trip (PostgreSQL only): the driver sends every execution of the statement before it reads an answer.
+
+    Each execution sees what the ones before it changed: the same signature twice claims it once.
+    """
+    sql, order = _arrival_sql(conn.dialect)
+    args = []
+    for slot, req in enumerate(requests):
+        params = {"slot": slot, "digest": req.digest, "key_id": req.key_id, "seen_at": req.now,
+                  "channel": req.channel, "external_ref": req.external_ref, **lookup_params(req.hints)}
+        args.append([params[name] for name in order])
+    records = await (await driver_in_transaction(conn)).fetchmany(sql, args)
+    by_slot: list[list[SimpleNamespace]] = [[] for _ in requests]
+    for record in records:
+        by_slot[record["slot"]].append(SimpleNamespace(**dict(record.items())))
+    return [_arrival(rows) for rows in by_slot]
+
+
+def _arrival(rows: list[SimpleNamespace]) -> Arrival:
     first = rows[0]
-    earlier = {"id": first.earlier_id, "answer": first.earlier_answer} if first.earlier_id is not None else None
+    earlier = (
+        {"id": first.earlier_id, "answer": json.loads(first.earlier_answer)} if first.earlier_id is not None else None
+    )
     return Arrival(bool(first.claimed), earlier, read_lookup(rows))
 
 

@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from shared.consumer import EventConsumer, HandlerContext
-from shared.db import Database, add_delivery_tables, defer_insert, ping_idle_connections
+from shared.db import Database, add_delivery_tables, defer_insert, driver_in_transaction, ping_idle_connections
 from shared.envelope import new_event, to_kafka
 from shared.events import EventData
 from shared.events.loyalty import PointsChanged
-from shared.group_commit import GroupCommit
+from shared.group_commit import GroupCommit, Prefetch
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from tests.support.schemas import fresh_schema
@@ -82,6 +82,80 @@ async def test_a_failing_work_fails_alone_and_the_others_commit(db: Database) ->
     assert results[0] == "a" and results[2:] == ["b", "c"]
     assert isinstance(results[1], IntegrityError)
     assert await count(db, notes) == 4
+
+
+async def _claim_refs(conn: AsyncConnection, refs: list[str]) -> list[bool]:
+    """A prefetch's ``fetch_all``: claim each ref in order through the driver, True when new (one round trip)."""
+    driver = await driver_in_transaction(conn)
+    rows = await driver.fetchmany(
+        "WITH c AS (INSERT INTO notes (ref) VALUES ($1) ON CONFLICT DO NOTHING RETURNING ref)"
+        " SELECT $1::varchar AS ref, count(*) AS new FROM c",
+        [(ref,) for ref in refs],
+    )
+    return [bool(row["new"]) for row in rows]
+
+
+async def test_a_groups_prefetches_are_read_together_before_its_works_run(db: Database) -> None:
+    group = GroupCommit(db, max_in_flight=1)
+    calls: list[list[str]] = []
+
+    async def fetch_all(conn: AsyncConnection, refs: list[str]) -> list[bool]:
+        calls.append(list(refs))
+        return await _claim_refs(conn, refs)
+
+    async def claim(ref: str) -> bool:
+        prefetch: Prefetch[bool] = Prefetch(fetch_all, ref)
+
+        async def work(conn: AsyncConnection) -> bool:
+            assert prefetch.result is not None  # read before any work of the group ran
+            return prefetch.result
+
+        return await group.run(work, prefetch)
+
+    refs = ["p0", "p1", "p0", "p2", "p3", "p1"]
+    assert await asyncio.gather(*(claim(r) for r in refs)) == [True, True, False, True, True, False]
+    assert sum(len(c) for c in calls) == len(refs) and len(calls) < len(refs)  # one read per group, not per work
+    assert await count(db, notes) == 4
+
+
+async def test_a_failed_groups_works_read_their_prefetch_again_alone(db: Database) -> None:
+    group = GroupCommit(db, max_in_flight=1)
+    calls: list[list[str]] = []
+
+    async def fetch_all(conn: AsyncConnection, refs: list[str]) -> list[bool]:
+        calls.append(list(refs))
+        return await _claim_refs(conn, refs)
+
+    async def claim(ref: str, fail: bool) -> bool:
+        prefetch: Prefetch[bool] = Prefetch(fetch_all, ref)
+
+        async def work(conn: AsyncConnection) -> bool:
+            if fail:
+                raise ValueError("this work fails")
+            assert prefetch.result is not None
+            return prefetch.result
+
+        return await group.run(work, prefetch)
+
+    first = asyncio.create_task(claim("q0", False))  # goes alone at once; the next three queue behind it
+    await asyncio.sleep(0)
+    rest = asyncio.gather(claim("q1", False), claim("q2", True), claim("q3", False), return_exceptions=True)
+    assert await first is True
+    results = await rest
+    # The group of three was rolled back with its claims; alone, each claimed its ref anew.
+    assert results[0] is True and isinstance(results[1], ValueError) and results[2] is True
+    assert calls[1] == ["q1", "q2", "q3"] and calls[2:] == [["q1"], ["q2"], ["q3"]]
+    async with db.engine.connect() as conn:
+        stored = set((await conn.execute(sa.select(notes.c.ref))).scalars())
+    assert stored == {"q0", "q1", "q3"}
+
+
+async def test_a_statement_sent_to_the_driver_first_is_part_of_the_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            assert await _claim_refs(conn, ["lost"]) == [True]
+            raise RuntimeError("request failed")
+    assert await count(db, notes) == 0
 
 
 async def test_outbox_rows_written_at_commit_in_emit_order(db: Database) -> None:
