@@ -345,27 +345,47 @@ def _one_statement_flush(
     the text depends only on the tables and columns, never on the number of rows (asyncpg prepares it
     once). Foreign keys are checked at the end of the statement, when every table's rows are in.
     """
+    shape = tuple((table, tuple(rows[0]), table in skipping) for table, rows in pending)
+    text, processors = _flush_shape(dialect, shape, tuple(channels))
+    params: list[Any] = []
+    for (_, rows), (keys, processes) in zip(pending, processors, strict=True):
+        for key, process in zip(keys, processes, strict=True):
+            values = [row[key] for row in rows]
+            params.append([process(v) for v in values] if process else values)
+    for channel in channels:
+        params += [channel, NOTIFY_ORIGIN]
+    return text, tuple(params)
+
+
+_Processors = tuple[tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _flush_shape(
+    dialect: sa.Dialect, shape: tuple[tuple[sa.Table, tuple[str, ...], bool], ...], channels: tuple[str, ...]
+) -> tuple[str, _Processors]:
+    """The flush statement of these tables, columns and channels, and each column's value conversion (built once)."""
     quote = dialect.identifier_preparer
     parts: list[str] = []
-    params: list[Any] = []
-    for n, (table, rows) in enumerate(pending):
-        columns = [table.c[name] for name in rows[0]]
+    processors = []
+    count = 0
+    for n, (table, keys, skip) in enumerate(shape):
+        columns = [table.c[name] for name in keys]
         arrays = []
         for column in columns:
-            process = column.type.bind_processor(dialect)
-            values = [row[column.name] for row in rows]
-            params.append([process(v) for v in values] if process else values)
-            arrays.append(f"${len(params)}::{column.type.compile(dialect)}[]")
+            count += 1
+            arrays.append(f"${count}::{column.type.compile(dialect)}[]")
+        processors.append((keys, tuple(column.type.bind_processor(dialect) for column in columns)))
         names = ", ".join(quote.quote(column.name) for column in columns)
-        on_conflict = " ON CONFLICT DO NOTHING" if table in skipping else ""
+        on_conflict = " ON CONFLICT DO NOTHING" if skip else ""
         parts.append(f"w{n} AS (INSERT INTO {quote.format_table(table)} ({names}) "
                      f"SELECT * FROM unnest({', '.join(arrays)}){on_conflict})")
     notices = []
-    for channel in channels:
-        params += [channel, NOTIFY_ORIGIN]
-        notices.append(f"pg_notify(${len(params) - 1}, ${len(params)})")
+    for _ in channels:
+        count += 2
+        notices.append(f"pg_notify(${count - 1}, ${count})")
     head = f"WITH {', '.join(parts)} " if parts else ""
-    return f"{head}SELECT {', '.join(notices) or '1'}", tuple(params)
+    return f"{head}SELECT {', '.join(notices) or '1'}", tuple(processors)
 
 
 async def insert_rows(
