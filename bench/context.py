@@ -33,9 +33,9 @@ class Plan:
     memory_limit_mib: float = 150.0
     fill_budget_s: float = 240.0  # volume: stop filling (and say so) rather than blow the run's time budget
     wait_cap_s: float = 180.0  # incident: stop waiting for grants after this long past the upload
-    # incident: recovery's fan-out throttle (RECOVERY_INCIDENT_RATE_PER_SECOND). The embedded broker keeps
-    # about 5 MiB per partition and drops the rest: loyalty must never fall that far behind. 0: the default.
-    incident_rate: float = 2000.0
+    # incident: recovery's fan-out throttle (RECOVERY_INCIDENT_RATE_PER_SECOND); 0: recovery's own setting.
+    # Recovery's backpressure keeps loyalty within what the embedded broker keeps (about 5 MiB per partition).
+    incident_rate: float = 0.0
 
     @classmethod
     def from_env(cls) -> "Plan":

@@ -37,6 +37,9 @@ TIMER_LATENESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 CONSUMER_LAG = Gauge("redress_consumer_lag", "Messages behind the partition end", ["topic", "partition"])
+FAN_OUT_PAUSED = Gauge(
+    "redress_incident_fanout_paused", "1 while the incident fan-out waits for consumers to catch up, else 0"
+)
 TIMERS_SCHEDULED = Gauge("redress_timers_scheduled", "Timers waiting to fire (SLA clocks, offers, care)", ["kind"])
 TIMERS_OVERDUE = Gauge("redress_timers_overdue", "Timers past their due time and not fired yet", ["kind"])
 

@@ -3,16 +3,16 @@
 Through the real API: an incident is declared with the first part of the customer list, the rest is
 uploaded in parts of 5,000, the list is closed; recovery fans out one ``compensation.issued.v1`` per
 customer, loyalty grants the points (``loyalty.points_changed.v1``). The clock runs from the
-declaration to the last grant; resident memory of both services is sampled. Recovery's fan-out is
-throttled (``BENCH_INCIDENT_RATE``, 2,000/s unless set; 0 leaves recovery's own setting) to a rate
-loyalty keeps up with here, as an operator would set it.
+declaration to the last grant; resident memory of both services is sampled. Recovery runs with its
+own settings (``BENCH_INCIDENT_RATE`` sets its fan-out throttle): its fan-out pauses while loyalty is
+more than ``RECOVERY_INCIDENT_MAX_CONSUMER_LAG`` compensation events behind, so the pace is loyalty's.
 
 Loyalty first consumes what earlier scenarios of a full run left on its topics (the volume
 scenario's complaints, say, posted while loyalty was not running), before the clock starts.
 
-The embedded broker keeps only about 5 MiB per partition (TOOLING.md): if loyalty falls more than
-that far behind recovery, the oldest events are gone from the broker (a real Kafka keeps them),
-so the scenario stops waiting when grants stall and says so.
+The embedded broker keeps only about 5 MiB per partition (TOOLING.md): if loyalty fell more than
+that far behind recovery (the backpressure turned off, say), the oldest events would be gone from the
+broker (a real Kafka keeps them), so the scenario stops waiting when grants stall and says so.
 """
 
 import asyncio
@@ -27,6 +27,7 @@ from bench.infra import OPERATOR_SECRET, Server
 from bench.observer import Observer
 from bench.scenarios.pipeline import POINTS, MemorySampler
 from bench.stats import Spread, limit_row
+from services.recovery.settings import Settings as RecoverySettings
 from shared.auth import issue_token
 from shared.cli.lag import group_lag, partition_offsets
 from shared.events.vocabulary import Role
@@ -64,7 +65,10 @@ def measure_incident(bench: Bench) -> None:
         row.met = False  # the clock stopped before every grant arrived: the aim is not shown as met
     bench.add(row)
     bench.add(limit_row("4 incident", "upload of the customer list", Spread.of([outcome["upload_s"]]), "s"))
-    throttle = f"recovery's fan-out throttled to {bench.plan.incident_rate:g}/s" if bench.plan.incident_rate else ""
+    fields = RecoverySettings.model_fields
+    rate = bench.plan.incident_rate or fields["incident_rate_per_second"].default
+    throttle = (f"recovery's fan-out throttled to {rate:g}/s, paused while loyalty is more than "
+                f"{fields['incident_max_consumer_lag'].default:,} events behind")
     bench.add(limit_row("4 incident", "compensations issued per second", Spread.of([outcome["issued_rate"]]), "/s",
                         note=throttle))
     bench.add(limit_row("4 incident", "points grants per second", Spread.of([outcome["granted_rate"]]), "/s"))

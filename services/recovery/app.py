@@ -3,11 +3,13 @@
 from services.recovery.api import router
 from services.recovery.api_figures import router as figures_router
 from services.recovery.api_incidents import router as incidents_router
+from services.recovery.backpressure import ConsumerBackpressure
 from services.recovery.fanout import FanOut
 from services.recovery.handlers import make_handlers, make_timer_handlers
 from services.recovery.models import delivery
 from services.recovery.policy import PolicyError, load_policy
 from services.recovery.settings import Settings
+from shared.lag import GroupLagReader
 from shared.service import Runtime, ServiceSpec, create_app
 from shared.settings import load_settings
 from shared.topics import Topic
@@ -27,8 +29,13 @@ async def on_start(runtime: Runtime) -> None:
 
 async def run_fan_out(runtime: Runtime) -> None:
     """Collect incident segments and issue their compensations in the background."""
-    fan_out = FanOut(runtime.db, runtime.emitter, policy, settings)
-    await fan_out.run(lambda: runtime.shutting_down)
+    reader = GroupLagReader(runtime.bus, settings.lag_groups, str(Topic.COMPENSATION))
+    backpressure = ConsumerBackpressure(reader, settings.incident_max_consumer_lag, settings.incident_lag_check_seconds)
+    fan_out = FanOut(runtime.db, runtime.emitter, policy, settings, backpressure)
+    try:
+        await fan_out.run(lambda: runtime.shutting_down)
+    finally:
+        await backpressure.close()
 
 
 spec = ServiceSpec(

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.recovery.backpressure import ConsumerBackpressure
 from services.recovery.decision import Decision
 from services.recovery.incidents import collect_once, incident_decision
 from services.recovery.models import compensation_ledger, compensations, customers, incident_targets, incidents
@@ -131,11 +132,15 @@ def _pointer(group: _Group) -> list[str]:
 class FanOut:
     """Issues queued incident compensations in throttled batches; run one in every replica."""
 
-    def __init__(self, db: Database, emitter: Emitter, policy: RecoveryPolicy, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, emitter: Emitter, policy: RecoveryPolicy, settings: Settings,
+        backpressure: ConsumerBackpressure | None = None,
+    ) -> None:
         self.db = db
         self.emitter = emitter
         self.policy = policy
         self.settings = settings
+        self.backpressure = backpressure
         # `seq` of the last claimed row: the next claim starts after it (the queue only grows ahead of it).
         self._cursor = 0
         self._swept_at = time.monotonic()
@@ -148,7 +153,8 @@ class FanOut:
             try:
                 started = time.monotonic()
                 collected = await collect_once(self.db, self.policy, self.settings.incident_collect_chunk)
-                issued = await self.fan_out_once()
+                waiting = self.backpressure is not None and await self.backpressure.holding()
+                issued = 0 if waiting else await self.fan_out_once()
                 await self.complete_finished()
             except Exception as exc:
                 log.warning("incident fan-out failed, retrying: %s", exc)

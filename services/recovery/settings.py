@@ -27,9 +27,25 @@ class Settings(ServiceSettings):
         default=10_000, ge=100, le=100_000, description="Segment customers queued per transaction."
     )
     incident_poll_seconds: float = Field(default=1.0, gt=0, le=60, description="Idle wait of the fan-out worker.")
+    incident_max_consumer_lag: int = Field(
+        default=10_000, ge=0, le=10_000_000,
+        description="The fan-out pauses while a group in incident_lag_groups is this many compensation events "
+                    "behind (0: never pauses). The embedded broker keeps only about 25,000 such events.",
+    )
+    incident_lag_groups: str = Field(
+        default="redress-loyalty", description="Comma-separated consumer groups the fan-out waits for.",
+    )
+    incident_lag_check_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the fan-out reads those groups' lag.",
+    )
     incident_sweep_seconds: float = Field(
         default=10.0,
         gt=0,
         le=3600,
         description="How often the fan-out looks again from the start of its queue for customers left behind.",
     )
+
+    @property
+    def lag_groups(self) -> list[str]:
+        """The consumer groups the incident fan-out waits for."""
+        return [group.strip() for group in self.incident_lag_groups.split(",") if group.strip()]

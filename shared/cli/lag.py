@@ -1,32 +1,16 @@
-"""``redress lag``: each service's consumer group lag per topic and partition.
-
-Lag is the partition's end offset minus the group's committed offset. A topic counts as consumed
-by a group when the group committed on any of its partitions; its partitions without a commit
-yet are counted from their beginning (consumers start at the earliest offset).
-"""
+"""``redress lag``: each service's consumer group lag per topic and partition (see ``shared.lag``)."""
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.cli.common import FAILED, OK, add_bootstrap, bootstrap_servers, run, start_client
+from shared.lag import LagRow, lag_rows
 from shared.topics import EVENT_TOPICS
 
 GROUPS = ("redress-routing", "redress-recovery", "redress-loyalty")
-
-
-@dataclass
-class LagRow:
-    """One partition of one group."""
-
-    group: str
-    topic: str
-    partition: int
-    committed: int | None
-    end: int
-    lag: int
 
 
 def add_lag(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,15 +49,7 @@ async def group_lag(bootstrap: str, group: str, tps: list[TopicPartition], begin
         committed = {tp: await client.committed(tp) for tp in tps}
     finally:
         await client.stop()
-    consumed = {tp.topic for tp, offset in committed.items() if offset is not None}
-    rows = []
-    for tp in tps:
-        if consumed_only and tp.topic not in consumed:
-            continue
-        offset = committed[tp]
-        start = offset if offset is not None else begin[tp]
-        rows.append(LagRow(group, tp.topic, tp.partition, offset, end[tp], max(0, end[tp] - start)))
-    return rows
+    return lag_rows(group, tps, committed, begin, end, consumed_only=consumed_only)
 
 
 async def lag(args: argparse.Namespace) -> int:

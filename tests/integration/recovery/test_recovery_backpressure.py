@@ -1,0 +1,103 @@
+"""The incident fan-out waits while the consumers of compensation events are too far behind (real broker)."""
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
+
+from services.recovery.backpressure import ConsumerBackpressure, over_limit
+from shared.bus import KafkaBus
+from shared.lag import GroupLagReader
+from shared.settings import ServiceSettings
+
+EVENTS_PER_PARTITION = 10
+
+
+@pytest.fixture
+async def topic(broker_address: str) -> str:
+    """A topic of its own with ten events on each of its four partitions."""
+    name = f"bp-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=broker_address, acks="all")
+    await producer.start()
+    try:
+        for partition in range(4):
+            for n in range(EVENTS_PER_PARTITION):
+                await producer.send_and_wait(name, b"{}", key=f"k{n}".encode(), partition=partition)
+    finally:
+        await producer.stop()
+    return name
+
+
+@pytest.fixture
+async def bus(broker_address: str) -> AsyncIterator[KafkaBus]:
+    """The bus a recovery process would have."""
+    bus = KafkaBus(ServiceSettings(kafka_bootstrap_servers=broker_address), "bp-test")
+    yield bus
+    await bus.close()
+
+
+async def commit(broker: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit offsets for ``group`` as its consumer would after handling events."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+def paused() -> float | None:
+    return REGISTRY.get_sample_value("redress_incident_fanout_paused")
+
+
+async def test_the_fan_out_waits_while_a_group_is_too_far_behind_and_goes_on_once_it_caught_up(
+    bus: KafkaBus, topic: str, broker_address: str
+) -> None:
+    group = f"bp-{uuid.uuid4().hex[:8]}"
+    reader = GroupLagReader(bus, [group], topic)
+    guard = ConsumerBackpressure(reader, limit=25, every_seconds=0)
+    try:
+        assert await reader.behind() == {}  # a group that never consumed the topic is not waited for
+        assert await guard.holding() is False
+        await commit(broker_address, group, {TopicPartition(topic, 0): 4})
+        # Partition 0 from offset 4, the three others from their beginning: 6 + 30 events to go.
+        assert await reader.behind() == {group: 36}
+        assert await guard.holding() is True
+        assert paused() == 1
+        await commit(broker_address, group, {TopicPartition(topic, p): EVENTS_PER_PARTITION for p in range(4)})
+        assert await reader.behind() == {group: 0}
+        assert await guard.holding() is False
+        assert paused() == 0
+    finally:
+        await guard.close()
+
+
+async def test_the_lag_is_read_at_most_once_per_interval(bus: KafkaBus, topic: str, broker_address: str) -> None:
+    group = f"bp-{uuid.uuid4().hex[:8]}"
+    await commit(broker_address, group, {TopicPartition(topic, 0): 0})
+    guard = ConsumerBackpressure(GroupLagReader(bus, [group], topic), limit=25, every_seconds=3600)
+    try:
+        assert await guard.holding() is True
+        await commit(broker_address, group, {TopicPartition(topic, p): EVENTS_PER_PARTITION for p in range(4)})
+        assert await guard.holding() is True  # the interval has not passed: the last reading holds
+    finally:
+        await guard.close()
+
+
+async def test_a_lag_that_cannot_be_read_never_stops_the_fan_out(caplog: pytest.LogCaptureFixture) -> None:
+    bus = KafkaBus(ServiceSettings(kafka_bootstrap_servers="127.0.0.1:9"), "bp-test")  # nothing listens there
+    guard = ConsumerBackpressure(GroupLagReader(bus, ["redress-loyalty"], "redress.compensation.v1"), 1, 0)
+    with caplog.at_level(logging.INFO, logger="services.recovery.backpressure"):
+        assert await guard.holding() is False
+    assert "the incident fan-out goes on" in caplog.text
+    await guard.close()
+    await bus.close()
+
+
+def test_no_limit_means_no_backpressure() -> None:
+    assert over_limit({"redress-loyalty": 10**9}, 0) == {}
+    assert over_limit({"redress-loyalty": 30, "other": 5}, 20) == {"redress-loyalty": 30}
