@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import sqlalchemy as sa
@@ -95,7 +95,8 @@ async def _claim_refs(conn: AsyncConnection, refs: list[str]) -> list[bool]:
     return [bool(row["new"]) for row in rows]
 
 
-async def test_a_groups_prefetches_are_read_together_before_its_works_run(db: Database) -> None:
+def claiming_group(db: Database) -> tuple[Callable[..., Awaitable[bool]], list[list[str]]]:
+    """A group whose works claim a ref read by their prefetch (a work may fail), and the reads it made."""
     group = GroupCommit(db, max_in_flight=1)
     calls: list[list[str]] = []
 
@@ -103,15 +104,22 @@ async def test_a_groups_prefetches_are_read_together_before_its_works_run(db: Da
         calls.append(list(refs))
         return await _claim_refs(conn, refs)
 
-    async def claim(ref: str) -> bool:
+    async def claim(ref: str, fail: bool = False) -> bool:
         prefetch: Prefetch[bool] = Prefetch(fetch_all, ref)
 
         async def work(conn: AsyncConnection) -> bool:
+            if fail:
+                raise ValueError("this work fails")
             assert prefetch.result is not None  # read before any work of the group ran
             return prefetch.result
 
         return await group.run(work, prefetch)
 
+    return claim, calls
+
+
+async def test_a_groups_prefetches_are_read_together_before_its_works_run(db: Database) -> None:
+    claim, calls = claiming_group(db)
     refs = ["p0", "p1", "p0", "p2", "p3", "p1"]
     assert await asyncio.gather(*(claim(r) for r in refs)) == [True, True, False, True, True, False]
     assert sum(len(c) for c in calls) == len(refs) and len(calls) < len(refs)  # one read per group, not per work
@@ -119,27 +127,10 @@ async def test_a_groups_prefetches_are_read_together_before_its_works_run(db: Da
 
 
 async def test_a_failed_groups_works_read_their_prefetch_again_alone(db: Database) -> None:
-    group = GroupCommit(db, max_in_flight=1)
-    calls: list[list[str]] = []
-
-    async def fetch_all(conn: AsyncConnection, refs: list[str]) -> list[bool]:
-        calls.append(list(refs))
-        return await _claim_refs(conn, refs)
-
-    async def claim(ref: str, fail: bool) -> bool:
-        prefetch: Prefetch[bool] = Prefetch(fetch_all, ref)
-
-        async def work(conn: AsyncConnection) -> bool:
-            if fail:
-                raise ValueError("this work fails")
-            assert prefetch.result is not None
-            return prefetch.result
-
-        return await group.run(work, prefetch)
-
-    first = asyncio.create_task(claim("q0", False))  # goes alone at once; the next three queue behind it
+    claim, calls = claiming_group(db)
+    first = asyncio.create_task(claim("q0"))  # goes alone at once; the next three queue behind it
     await asyncio.sleep(0)
-    rest = asyncio.gather(claim("q1", False), claim("q2", True), claim("q3", False), return_exceptions=True)
+    rest = asyncio.gather(claim("q1"), claim("q2", True), claim("q3"), return_exceptions=True)
     assert await first is True
     results = await rest
     # The group of three was rolled back with its claims; alone, each claimed its ref anew.
