@@ -121,11 +121,6 @@ def _arrival_sql(dialect: sa.Dialect) -> tuple[str, tuple[str, ...]]:
     return str(compiled), tuple(compiled.positiontup or ())
 
 
-def can_arrive(conn: AsyncConnection) -> bool:
-    """Whether ``arrive_many`` can do its work here (PostgreSQL)."""
-    return conn.dialect.name == "postgresql"
-
-
 async def arrive_many(conn: AsyncConnection, requests: list[ArrivalRequest]) -> list[Arrival]:
     """``claim_signature``, ``message_by_ref`` and ``directory.lookup`` for each message, in order, in one round
     trip (PostgreSQL only): the driver sends every execution of the statement before it reads an answer.
