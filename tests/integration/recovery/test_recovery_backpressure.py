@@ -1,17 +1,27 @@
 """The incident fan-out waits while the consumers of compensation events are too far behind (real broker)."""
 
+import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
 from services.recovery.backpressure import ConsumerBackpressure, over_limit
+from services.recovery.fanout import FanOut
+from services.recovery.models import delivery, incidents
+from services.recovery.policy import load_policy
+from services.recovery.settings import Settings
 from shared.bus import KafkaBus
+from shared.db import Database, make_engine
 from shared.lag import GroupLagReader
+from shared.outbox import Emitter
 from shared.settings import ServiceSettings
+from tests.integration.recovery.test_recovery_fanout_queue import _declare
+from tests.support.stack import private_service_env
 
 EVENTS_PER_PARTITION = 10
 
@@ -101,3 +111,44 @@ async def test_a_lag_that_cannot_be_read_never_stops_the_fan_out(caplog: pytest.
 def test_no_limit_means_no_backpressure() -> None:
     assert over_limit({"redress-loyalty": 10**9}, 0) == {}
     assert over_limit({"redress-loyalty": 30, "other": 5}, 20) == {"redress-loyalty": 30}
+
+
+@pytest.fixture(scope="module")
+def recovery_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A freshly migrated database of recovery's own."""
+    with private_service_env("recovery", tmp_path_factory.mktemp("recovery-backpressure")) as env:
+        yield env
+
+
+async def test_the_fan_out_issues_nothing_while_loyalty_is_too_far_behind(
+    recovery_env: dict[str, str], bus: KafkaBus, topic: str, broker_address: str
+) -> None:
+    group = f"bp-{uuid.uuid4().hex[:8]}"
+    await commit(broker_address, group, {TopicPartition(topic, 0): 0})  # 40 events behind, limit 25
+    settings = Settings(database_url=recovery_env["DATABASE_URL"], incident_poll_seconds=0.05)
+    db = Database(make_engine(settings), delivery, settings.db_schema)
+    guard = ConsumerBackpressure(GroupLagReader(bus, [group], topic), limit=25, every_seconds=0)
+    fan_out = FanOut(db, Emitter(db, "/redress/recovery"), load_policy(settings.policy_path), settings, guard)
+    stop = asyncio.Event()
+    task = asyncio.create_task(fan_out.run(stop.is_set))
+    try:
+        incident_id = await _declare(db, fan_out, [f"bp-cust-{n}" for n in range(5)])
+        await asyncio.sleep(1.5)  # the fan-out looks several times meanwhile
+        assert await _issued(db, incident_id) == 0
+        assert paused() == 1
+        await commit(broker_address, group, {TopicPartition(topic, p): EVENTS_PER_PARTITION for p in range(4)})
+        for _ in range(200):
+            if await _issued(db, incident_id) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert await _issued(db, incident_id) == 5
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await guard.close()
+        await db.engine.dispose()
+
+
+async def _issued(db: Database, incident_id: str) -> int:
+    async with db.engine.connect() as conn:
+        return int(await conn.scalar(sa.select(incidents.c.issued).where(incidents.c.incident_id == incident_id)) or 0)
