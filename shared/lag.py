@@ -63,7 +63,9 @@ class GroupLagReader:
         for group in self.groups:
             client = await self._client(group)
             committed = {tp: await client.committed(tp) for tp in tps}
-            rows = lag_rows(group, tps, committed, await client.beginning_offsets(tps), await client.end_offsets(tps))
+            uncommitted = [tp for tp, offset in committed.items() if offset is None]
+            begin = await client.beginning_offsets(uncommitted) if uncommitted else {}
+            rows = lag_rows(group, tps, committed, begin, await client.end_offsets(tps))
             if rows:
                 totals[group] = sum(row.lag for row in rows)
         return totals

@@ -149,11 +149,12 @@ class FanOut:
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         """Collect segments and fan out until `stopping()` is true, throttled to the configured rate."""
+        issued, waiting = 0, False
         while not stopping():
             try:
                 started = time.monotonic()
                 collected = await collect_once(self.db, self.policy, self.settings.incident_collect_chunk)
-                waiting = self.backpressure is not None and await self.backpressure.holding()
+                waiting = await self._held_back(busy=bool(issued) or waiting)
                 issued = 0 if waiting else await self.fan_out_once()
                 await self.complete_finished()
             except Exception as exc:
@@ -166,6 +167,11 @@ class FanOut:
             # Throttle: never faster than the rate, so consumers and timers keep their share.
             pause = issued / self.settings.incident_rate_per_second - (time.monotonic() - started)
             await asyncio.sleep(max(pause, 0))
+
+    async def _held_back(self, busy: bool) -> bool:
+        """Whether the consumers' backpressure holds the next batch back. Read only while issuing or held:
+        an idle fan-out reads no lag, and the first batch of an incident goes before the first reading."""
+        return busy and self.backpressure is not None and await self.backpressure.holding()
 
     async def fan_out_once(self) -> int:
         """Claim and issue one batch; a batch that fails is retried customer by customer."""

@@ -120,12 +120,12 @@ def recovery_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         yield env
 
 
-async def test_the_fan_out_issues_nothing_while_loyalty_is_too_far_behind(
+async def test_the_fan_out_issues_no_more_while_loyalty_is_too_far_behind(
     recovery_env: dict[str, str], bus: KafkaBus, topic: str, broker_address: str
 ) -> None:
     group = f"bp-{uuid.uuid4().hex[:8]}"
     await commit(broker_address, group, {TopicPartition(topic, 0): 0})  # 40 events behind, limit 25
-    settings = Settings(database_url=recovery_env["DATABASE_URL"], incident_poll_seconds=0.05)
+    settings = Settings(database_url=recovery_env["DATABASE_URL"], incident_poll_seconds=0.05, incident_batch_size=2)
     db = Database(make_engine(settings), delivery, settings.db_schema)
     guard = ConsumerBackpressure(GroupLagReader(bus, [group], topic), limit=25, every_seconds=0)
     fan_out = FanOut(db, Emitter(db, "/redress/recovery"), load_policy(settings.policy_path), settings, guard)
@@ -134,7 +134,8 @@ async def test_the_fan_out_issues_nothing_while_loyalty_is_too_far_behind(
     try:
         incident_id = await _declare(db, fan_out, [f"bp-cust-{n}" for n in range(5)])
         await asyncio.sleep(1.5)  # the fan-out looks several times meanwhile
-        assert await _issued(db, incident_id) == 0
+        # An idle fan-out reads no lag: the incident's first batch goes before the first reading, then it waits.
+        assert await _issued(db, incident_id) == 2
         assert paused() == 1
         await commit(broker_address, group, {TopicPartition(topic, p): EVENTS_PER_PARTITION for p in range(4)})
         for _ in range(200):
@@ -152,3 +153,21 @@ async def test_the_fan_out_issues_nothing_while_loyalty_is_too_far_behind(
 async def _issued(db: Database, incident_id: str) -> int:
     async with db.engine.connect() as conn:
         return int(await conn.scalar(sa.select(incidents.c.issued).where(incidents.c.incident_id == incident_id)) or 0)
+
+
+async def test_an_idle_fan_out_reads_no_lag(recovery_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(database_url=recovery_env["DATABASE_URL"], incident_poll_seconds=0.05)
+    db = Database(make_engine(settings), delivery, settings.db_schema)
+    bus = KafkaBus(ServiceSettings(kafka_bootstrap_servers="127.0.0.1:9"), "bp-test")  # a reading would fail, logged
+    guard = ConsumerBackpressure(GroupLagReader(bus, ["redress-loyalty"], "redress.compensation.v1"), 1, 0)
+    fan_out = FanOut(db, Emitter(db, "/redress/recovery"), load_policy(settings.policy_path), settings, guard)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="services.recovery.backpressure"):
+        task = asyncio.create_task(fan_out.run(stop.is_set))
+        await asyncio.sleep(0.5)  # about ten idle rounds
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    await guard.close()
+    await bus.close()
+    await db.engine.dispose()
+    assert "cannot read the lag" not in caplog.text
