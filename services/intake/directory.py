@@ -10,7 +10,7 @@ the surviving id. A contact already owned by a real (non-provisional) customer i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -102,16 +102,17 @@ def lookup_params(hints: ContactHints) -> dict[str, str | None]:
     return params
 
 
-def read_lookup(rows: Iterable[Any]) -> Lookup:
-    """A ``Lookup`` from rows with the columns of ``DIRECTORY_ROWS`` (rows whose columns are all NULL add nothing)."""
+def read_lookup(rows: Iterable[Mapping[str, Any]]) -> Lookup:
+    """A ``Lookup`` from rows (by column name) with the columns of ``DIRECTORY_ROWS``; rows whose columns are
+    all NULL add nothing."""
     found = Lookup()
     for row in rows:
-        if row.kind is not None:
-            found.owners[(row.kind, row.value)] = row.customer_id
-        if row.provisional is not None:
-            found.known[row.customer_id] = _Customer(row.provisional, row.merged_into)
-        if row.merged_into and row.survivor_provisional is not None:
-            found.known[row.merged_into] = _Customer(row.survivor_provisional, row.survivor_merged_into)
+        if row["kind"] is not None:
+            found.owners[(row["kind"], row["value"])] = row["customer_id"]
+        if row["provisional"] is not None:
+            found.known[row["customer_id"]] = _Customer(row["provisional"], row["merged_into"])
+        if row["merged_into"] and row["survivor_provisional"] is not None:
+            found.known[row["merged_into"]] = _Customer(row["survivor_provisional"], row["survivor_merged_into"])
     return found
 
 
@@ -119,7 +120,7 @@ async def lookup(conn: AsyncConnection, hints: ContactHints) -> Lookup:
     """The directory rows of a message's contacts and of the customer it names."""
     if not contact_keys(hints) and not hints.customer_id:
         return Lookup()
-    return read_lookup(await conn.execute(DIRECTORY_ROWS, lookup_params(hints)))
+    return read_lookup((await conn.execute(DIRECTORY_ROWS, lookup_params(hints))).mappings())
 
 
 # The transaction in which a merge moved contacts: directory rows read earlier in it are out of date.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -134,18 +134,17 @@ async def arrive_many(conn: AsyncConnection, requests: list[ArrivalRequest]) -> 
                   "channel": req.channel, "external_ref": req.external_ref, **lookup_params(req.hints)}
         args.append([params[name] for name in order])
     records = await (await driver_in_transaction(conn)).fetchmany(sql, args)
-    by_slot: list[list[SimpleNamespace]] = [[] for _ in requests]
+    by_slot: list[list[Mapping[str, Any]]] = [[] for _ in requests]
     for record in records:
-        by_slot[record["slot"]].append(SimpleNamespace(**dict(record.items())))
+        by_slot[record["slot"]].append(record)
     return [_arrival(rows) for rows in by_slot]
 
 
-def _arrival(rows: list[SimpleNamespace]) -> Arrival:
+def _arrival(rows: list[Mapping[str, Any]]) -> Arrival:
     first = rows[0]
-    earlier = (
-        {"id": first.earlier_id, "answer": json.loads(first.earlier_answer)} if first.earlier_id is not None else None
-    )
-    return Arrival(bool(first.claimed), earlier, read_lookup(rows))
+    earlier_id = first["earlier_id"]
+    earlier = {"id": earlier_id, "answer": json.loads(first["earlier_answer"])} if earlier_id is not None else None
+    return Arrival(bool(first["claimed"]), earlier, read_lookup(rows))
 
 
 @dataclass(frozen=True)
