@@ -158,6 +158,8 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
         task = asyncio.ensure_future(coro)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
+            # Loops that cannot take signal handlers (Windows, a thread other than the main one) keep the
+            # default: Ctrl-C still stops the command, only not as cleanly.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, task.cancel)
         try:
