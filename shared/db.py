@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -337,7 +338,7 @@ def _one_statement_flush(
     dialect: sa.Dialect,
     pending: list[tuple[sa.Table, list[dict[str, Any]]]],
     channels: list[str],
-    skipping: set[sa.Table] = frozenset(),  # type: ignore[assignment]
+    skipping: AbstractSet[sa.Table] = frozenset(),
 ) -> tuple[str, tuple[Any, ...]]:
     """Every table's rows and every NOTIFY as one statement: one round trip instead of one per table.
 
