@@ -38,7 +38,7 @@ from shared.metrics import CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED, HANDLER
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.topics import Topic
-from shared.tracing import consuming, parse_traceparent, tracer
+from shared.tracing import consuming, parse_traceparent, spans_exported, tracer
 from shared.transient import is_transient
 
 log = logging.getLogger(__name__)
@@ -285,12 +285,17 @@ class EventConsumer:
     def _consuming_all(self, items: list[_Item]) -> Iterator[None]:
         """The CONSUMER span of a run: the event's own (child of its producer's) for a single event;
         for several, one span linked to every producer's span (OpenTelemetry's batch convention),
-        since a span per event would cost as much as the grants themselves."""
+        since a span per event would cost as much as the grants themselves. A batch's span joins no
+        complaint's trace, so when no span is exported it is not made at all: reading every event's
+        ``traceparent`` for its links cost 6% of loyalty's CPU in an incident."""
         first = items[0]
         assert first.envelope is not None
         if len(items) == 1:
             with consuming(first.envelope, first.record.topic, self.group_id):
                 yield
+            return
+        if not spans_exported():
+            yield
             return
         links = [Link(ctx) for item in items
                  if item.envelope is not None and (ctx := parse_traceparent(item.envelope.traceparent)) is not None]
