@@ -24,7 +24,7 @@ from shared.envelope import Envelope, new_event, to_kafka_from_json
 from shared.events import EventData
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.settings import ServiceSettings
-from shared.tracing import spans_exported, with_traceparent
+from shared.tracing import spans_exported, traceparent_for, with_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,16 @@ class Emitter:
         traceparent: str | None = None,
     ) -> Envelope:
         """Record ``data`` as an event to publish when the transaction commits."""
-        env = with_traceparent(new_event(
+        if traceparent is None:  # made before the envelope: no copy of it with the traceparent added
+            traceparent = traceparent_for(correlation_id, data.event_type, causation_id=causation_id, subject=subject)
+        env = new_event(
             data,
             source=self.source,
             subject=subject,
             correlation_id=correlation_id,
             causation_id=causation_id,
             traceparent=traceparent,
-        ))
+        )
         await self.emit_envelopes(conn, [env])
         return env
 

@@ -229,10 +229,14 @@ def with_traceparent(env: "Envelope") -> "Envelope":
     """The envelope with a ``traceparent`` (unchanged when it already has one)."""
     if env.traceparent:
         return env
-    starts = env.causationid is None and env.subject == env.correlationid
-    return env.model_copy(
-        update={"traceparent": event_traceparent(env.correlationid, env.type, starts_chain=starts)}
-    )
+    traceparent = traceparent_for(env.correlationid, env.type, causation_id=env.causationid, subject=env.subject)
+    return env.model_copy(update={"traceparent": traceparent})
+
+
+def traceparent_for(correlation_id: str, event_type: str, *, causation_id: str | None, subject: str | None) -> str:
+    """The ``traceparent`` of an event about to be made (the first of its correlation starts the chain)."""
+    starts = causation_id is None and subject == correlation_id
+    return event_traceparent(correlation_id, event_type, starts_chain=starts)
 
 
 @contextlib.contextmanager
