@@ -288,6 +288,10 @@ async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
     new and locked, a source key already in the ledger or earlier in the batch is skipped (None in
     its place), each entry's `balance_after` counts the credits before it, and the events go out in
     order. The credits share the first one's transaction and time.
+
+    The source keys are read before the customers are locked, so that creating, locking and adding
+    to the balance are one upsert. Should a concurrent batch write one of those keys meanwhile, the
+    ledger's unique source key refuses this batch, and the consumer takes its events one by one.
     """
     if not credits:
         return []
@@ -295,21 +299,22 @@ async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
         raise ValueError("a credit must be positive")
     first = credits[0].tx
     conn, now = first.conn, first.now
-    balances = await _lock_or_create(conn, sorted({c.customer_id for c in credits}), now)
-    seen = await _sources_seen(conn, [c.source_key for c in credits if c.source_key])
+    applies = _taking_effect(credits, await _sources_seen(conn, [c.source_key for c in credits if c.source_key]))
+    moved: dict[str, int] = {}
+    for c, applied in zip(credits, applies, strict=True):
+        if applied:
+            moved[c.customer_id] = moved.get(c.customer_id, 0) + c.points
+    after = await _lock_create_and_add(conn, sorted({c.customer_id for c in credits}), moved, now)
+    balances = {customer_id: balance - moved.get(customer_id, 0) for customer_id, balance in after.items()}
     expires_at = lot_expiry(now, first.policy.points)
     lots: list[dict[str, Any]] = []
     entries: list[dict[str, Any] | None] = []
-    moved: dict[str, int] = {}
-    for c in credits:
-        if c.source_key and c.source_key in seen:
+    for c, applied in zip(credits, applies, strict=True):
+        if not applied:
             entries.append(None)
             continue
-        if c.source_key:
-            seen.add(c.source_key)
         entry_id = str(uuid.uuid4())
         balances[c.customer_id] += c.points
-        moved[c.customer_id] = moved.get(c.customer_id, 0) + c.points
         lots.append({"lot_id": entry_id, "customer_id": c.customer_id, "points": c.points, "remaining": c.points,
                      "earned_at": now, "expires_at": expires_at, "source_key": c.source_key})
         entries.append({
@@ -321,20 +326,51 @@ async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
     if written:
         await _insert_rows(conn, points_lots, lots)
         await _insert_rows(conn, ledger, written)
-        await _add_to_balances(conn, moved)
     for c, entry in zip(credits, entries, strict=True):
         if entry is not None:
             await c.tx.emit(_points_changed(entry), c.customer_id)
     return entries
 
 
-async def _lock_or_create(conn: AsyncConnection, customer_ids: list[str], now: datetime) -> dict[str, int]:
-    """Create the missing customers and lock every one (one upsert); their balances by id.
+def _taking_effect(credits: Sequence[Credit], seen: set[str]) -> list[bool]:
+    """Which credits take effect: those whose source key is neither in the ledger nor earlier in the batch."""
+    taken = set(seen)
+    applies = []
+    for c in credits:
+        applies.append(not (c.source_key and c.source_key in taken))
+        if c.source_key:
+            taken.add(c.source_key)
+    return applies
+
+
+async def _lock_create_and_add(
+    conn: AsyncConnection, customer_ids: list[str], moved: Mapping[str, int], now: datetime
+) -> dict[str, int]:
+    """Create the missing customers, lock every one and add its `moved` points (one upsert); the new balances.
 
     The ids come sorted, so two batches that share customers lock them in the same order.
     """
-    result = await _create_or_touch_many(conn, customer_ids, now, (customers.c.customer_id, customers.c.balance))
+    rows = [{**_new_customer(cid, now), "balance": moved.get(cid, 0)} for cid in customer_ids]
+    if conn.dialect.name == "postgresql":
+        keys = tuple(rows[0])
+        result = await conn.execute(_adding_upsert_from_arrays(keys), unnest_params(customers, keys, rows))
+    else:
+        statement = _adding_upsert(sqlite_insert(customers))
+        result = await conn.execute(statement.returning(customers.c.customer_id, customers.c.balance), rows)
     return {row.customer_id: int(row.balance) for row in result}
+
+
+def _adding_upsert(statement: Any) -> Any:
+    """The customers insert as an upsert that, for a known customer, adds the row's balance and sets `updated_at`."""
+    return statement.on_conflict_do_update(
+        index_elements=[customers.c.customer_id],
+        set_={"updated_at": statement.excluded.updated_at, "balance": customers.c.balance + statement.excluded.balance},
+    )
+
+
+@functools.cache
+def _adding_upsert_from_arrays(keys: tuple[str, ...]) -> Any:
+    return _adding_upsert(unnest_insert(customers, keys)).returning(customers.c.customer_id, customers.c.balance)
 
 
 async def _sources_seen(conn: AsyncConnection, source_keys: list[str]) -> set[str]:
@@ -352,29 +388,6 @@ async def _insert_rows(conn: AsyncConnection, table: sa.Table, rows: list[dict[s
     statement once per row; PostgreSQL takes column arrays either way.
     """
     await insert_rows(conn, table, rows, returning=[next(iter(table.primary_key.columns))])
-
-
-async def _add_to_balances(conn: AsyncConnection, moved: dict[str, int]) -> None:
-    """Add each customer's credited points to the balance (rows locked): one UPDATE on PostgreSQL."""
-    ids = list(moved)
-    if conn.dialect.name == "postgresql":
-        result = await conn.execute(
-            sa.text(
-                "UPDATE customers SET balance = customers.balance + d.points "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:points AS integer[])) AS d(customer_id, points) "
-                "WHERE customers.customer_id = d.customer_id"
-            ),
-            {"ids": ids, "points": [moved[i] for i in ids]},
-        )
-    else:
-        result = await conn.execute(
-            sa.update(customers)
-            .where(customers.c.customer_id == sa.bindparam("cid"))
-            .values(balance=customers.c.balance + sa.bindparam("points")),
-            [{"cid": i, "points": moved[i]} for i in ids],
-        )
-    if result.rowcount != len(ids):
-        raise LedgerConflictError(f"{len(ids) - result.rowcount} customer row(s) vanished under their lock")
 
 
 async def expire_due(tx: Tx, customer_id: str) -> dict[str, Any] | None:

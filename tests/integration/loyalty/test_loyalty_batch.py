@@ -7,6 +7,7 @@ once event by event through the per-event form, on PostgreSQL, and compare balan
 ledger entries and the events written to the outbox.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -219,3 +220,28 @@ async def test_the_sweep_settles_customers_without_purchases_as_the_full_refresh
     assert rows[ids["buyer"]].benefits_checked_on == today and rows[ids["buyer"]].tier_year == today.year
     assert rows[ids["golden"]].tier == "potential"  # lowered, with its tier_changed event
     assert outbox_after > outbox_before
+
+
+async def test_a_grant_a_concurrent_batch_wrote_first_is_granted_once(
+    database: Database, kafka_bus: KafkaBus, batch_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch reads the source keys before it locks the customers: one written meanwhile fails it over."""
+    caplog.set_level(logging.INFO, logger="shared.consumer")
+    p = new_id("race")
+    issued = _issued(p, 1, "a", 100)
+    consumer = loyalty_consumer(database, kafka_bus, batch_env, default_policy(), batched=True)
+    emitter = Emitter(database, source="/test")
+    async with database.transaction() as conn:
+        tx = _tx(conn, database, emitter, default_policy(), _T0, issued.customer_id)
+        await ledger.credit_many([ledger.Credit(tx, issued.customer_id, 100, "first",
+                                                source_key=f"compensation:{issued.compensation_id}")])
+        # The same compensation under another event id, while the first grant is not committed yet:
+        # its batch sees no such source key and waits for the customer's row.
+        racing = asyncio.create_task(feed(consumer, [_event(issued)], one_fetch=True))
+        await asyncio.sleep(0.5)
+        assert not racing.done()
+    await racing
+    got = await _snapshot(database, p)
+    assert got["customers"] == [["P-a", 100, "potential", [], None]]
+    assert [(e[1], e[2], e[3]) for e in got["ledger"]] == [("earn", 100, 100)]
+    assert "batch of 1 failed" in caplog.text and "dead-lettered" not in caplog.text
