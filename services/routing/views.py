@@ -8,17 +8,21 @@ import sqlalchemy as sa
 from services.routing.case import CaseSnapshot
 from services.routing.policy import RoutingPolicy
 from services.routing.schemas import CaseOut, PendingHandOffOut, Risk
-from services.routing.store import clock_bounds, snapshot_of
+from services.routing.store import snapshot_of
 
 
-def risk_of(case: CaseSnapshot, now: datetime, policy: RoutingPolicy) -> Risk:
-    """Breached once any clock passed a deadline; at risk once a running clock passed its warning share."""
+def risk_of(case: CaseSnapshot, next_warn_at: datetime | None, now: datetime) -> Risk:
+    """Breached once any clock passed a deadline; at risk once a running clock passed its warning share.
+
+    ``next_warn_at`` is the row's stored earliest warning (``store.clock_bounds`` at the case's last
+    change), the column the ``risk`` filter reads: a case is shown at risk exactly when the filter
+    finds it, and a page of cases does not walk every clock's working time a second time.
+    """
     if case.sla_breached():
         return "breached"
     if case.status == "resolved":
         return "on_track"
-    next_warn, _ = clock_bounds(case, policy)
-    return "at_risk" if next_warn is not None and next_warn <= now else "on_track"
+    return "at_risk" if next_warn_at is not None and next_warn_at <= now else "on_track"
 
 
 def case_out(row: sa.RowMapping | dict[str, Any], now: datetime, policy: RoutingPolicy) -> CaseOut:
@@ -41,7 +45,7 @@ def case_out(row: sa.RowMapping | dict[str, Any], now: datetime, policy: Routing
         assignee=case.assignee,
         category=case.category,
         customer_tier=case.customer_tier,
-        risk=risk_of(case, now, policy),
+        risk=risk_of(case, row["next_warn_at"], now),
         waiting_on=waiting,
         clocks=case.views(now, policy),
         pending_handoff=PendingHandOffOut(**pending.model_dump()) if pending else None,

@@ -20,11 +20,17 @@ def test_risk_moves_from_on_track_to_at_risk_to_breached(
     make_case: MakeCase, policy: RoutingPolicy, t0: datetime
 ) -> None:
     case = make_case()
-    assert risk_of(case, t0 + H, policy) == "on_track"
-    assert risk_of(case, t0 + 3 * H, policy) == "at_risk"  # 75% of the 4 h first response
+    warn = case_columns(case, policy, t0)["next_warn_at"]  # the row's stored earliest warning
+    assert warn == t0 + 3 * H  # 75% of the 4 h first response
+    assert risk_of(case, warn, t0 + H) == "on_track"
+    assert risk_of(case, warn, t0 + 3 * H) == "at_risk"
     breach = TimerSpec(kind="breach", clock="first_response", due_at=t0 + 4 * H)
     breached = escalation.on_timer(case, breach, t0 + 4 * H, policy).case
-    assert risk_of(breached, t0 + 4 * H, policy) == "breached"
+    assert risk_of(breached, case_columns(breached, policy, t0 + 4 * H)["next_warn_at"], t0 + 4 * H) == "breached"
+    acknowledged = lifecycle.acknowledge(case, AGENT, t0 + H, policy).case
+    resolved = lifecycle.resolve(acknowledged, AGENT, t0 + 2 * H, policy, "fixed", None).case
+    assert case_columns(resolved, policy, t0 + 2 * H)["next_warn_at"] is None
+    assert risk_of(resolved, warn, t0 + 3 * H) == "on_track"  # a resolved case is never at risk
 
 
 def test_columns_mirror_the_case(make_case: MakeCase, policy: RoutingPolicy, t0: datetime) -> None:
