@@ -145,6 +145,9 @@ def add_working_time(
 
     Returns None while an open pause stops the clock before the amount is used up.
     """
+    pauses = tuple(pauses)
+    if calendar is None and not pauses:  # 24/7 and never paused, as most clocks are: plain arithmetic
+        return start + amount if FOREVER - start >= amount else None
     remaining = amount
     for lo, hi in working_intervals(start, calendar, pauses):
         if hi - lo >= remaining:
@@ -160,6 +163,9 @@ def working_time_between(
     total = timedelta(0)
     if end <= start:
         return total
+    pauses = tuple(pauses)
+    if calendar is None and not pauses:
+        return min(end, FOREVER) - start
     for lo, hi in working_intervals(start, calendar, pauses):
         if lo >= end:
             break

@@ -174,3 +174,19 @@ def test_a_met_clock_keeps_its_deadline_through_later_pauses() -> None:
     earlier = [Pause(waiting_on="customer", started_at=T0 + 30 * H / 60, ended_at=T0 + 2 * H)]
     # Only the part of a pause before the response counts.
     assert sla.due_at(met, None, earlier) == T0 + 4 * H + 30 * H / 60
+
+
+def test_around_the_clock_without_pauses_agrees_with_walking_an_always_open_calendar() -> None:
+    """The 24/7 unpaused clock is plain arithmetic; it must give what the interval walk gives."""
+    always = BusinessCalendar(timezone="UTC", weekly={day: ["00:00-24:00"] for day in
+                                                       ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    start = datetime(2026, 12, 4, 22, 17, 5, tzinfo=UTC)  # a Friday night: the walk crosses days and a weekend
+    for amount in (timedelta(0), timedelta(minutes=7), timedelta(hours=4), timedelta(hours=75, seconds=3)):
+        assert add_working_time(start, amount, None) == add_working_time(start, amount, always) == start + amount
+    for end in (start - timedelta(hours=1), start, start + timedelta(minutes=30), start + timedelta(days=3, hours=5)):
+        expected = max(timedelta(0), end - start)
+        assert working_time_between(start, end, None) == working_time_between(start, end, always) == expected
+    # A pause still takes the walk: an hour paused moves the deadline an hour.
+    paused = [(start + timedelta(hours=1), start + timedelta(hours=2))]
+    assert add_working_time(start, timedelta(hours=4), None, paused) == start + timedelta(hours=5)
+    assert working_time_between(start, start + timedelta(hours=3), None, paused) == timedelta(hours=2)
