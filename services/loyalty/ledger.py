@@ -32,7 +32,7 @@ from services.loyalty.points import (
     reversal_takes,
 )
 from services.loyalty.policy import LoyaltyPolicy
-from shared.db import Database, any_of, insert_ignore, insert_rows, unnest_insert, unnest_params
+from shared.db import Database, any_of, defer_insert, insert_ignore, unnest_insert, unnest_params
 from shared.events import EventData
 from shared.events.loyalty import LedgerKind, PointsChanged
 
@@ -282,7 +282,7 @@ _REF_COLUMNS = ("compensation_id", "case_id", "order_id", "value_minor", "curren
 
 
 async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
-    """`credit` (kind earn, earned now) of many credits, with five statements for the whole batch.
+    """`credit` (kind earn, earned now) of many credits: two statements for the whole batch, and its rows in the flush.
 
     The result is that of calling `credit` for each in order: every customer's row is created if
     new and locked, a source key already in the ledger or earlier in the batch is skipped (None in
@@ -324,8 +324,9 @@ async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
         })
     written = [e for e in entries if e is not None]
     if written:
-        await _insert_rows(conn, points_lots, lots)
-        await _insert_rows(conn, ledger, written)
+        # Nothing in this batch reads them back: they go with the transaction's one-statement flush.
+        await defer_insert(conn, points_lots, lots)
+        await defer_insert(conn, ledger, written)
     for c, entry in zip(credits, entries, strict=True):
         if entry is not None:
             await c.tx.emit(_points_changed(entry), c.customer_id)
@@ -379,15 +380,6 @@ async def _sources_seen(conn: AsyncConnection, source_keys: list[str]) -> set[st
         return set()
     rows = await conn.scalars(sa.select(ledger.c.source_key).where(any_of(conn, ledger.c.source_key, set(source_keys))))
     return set(rows)
-
-
-async def _insert_rows(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` in one statement at once (later statements of this transaction read them).
-
-    On SQLite, RETURNING makes SQLAlchemy send one multi-row VALUES instead of the single-row
-    statement once per row; PostgreSQL takes column arrays either way.
-    """
-    await insert_rows(conn, table, rows, returning=[next(iter(table.primary_key.columns))])
 
 
 async def expire_due(tx: Tx, customer_id: str) -> dict[str, Any] | None:
