@@ -4,12 +4,14 @@
     python -m bench.profile routing           # the stack under load, routing sampled
     python -m bench.profile intake --pyinstrument
     python -m bench.profile intake --rate 55      # the whole stack at 55 complaints/s, intake sampled
+    python -m bench.profile routing --queue-page 2000   # routing serving a queue page, 2,000 complaints stored
 
 Writes bench/results/profile-<service>-<stamp>.{txt,speedscope.json} and prints the top frames by
 own time and by inclusive time.
 """
 
 import argparse
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -18,10 +20,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.infra import ROOT
+import psutil
+
+from bench.infra import OPERATOR_SECRET, ROOT
 from bench.loadgen import LoadSpec
 from bench.scenarios.http import probe_intake
+from bench.scenarios.volume import read_samples, wait_routed
 from bench.standalone import standalone_stack
+from bench.workload import CycleFactory, raw_request
+from shared.auth import issue_token
+from shared.events.vocabulary import Role
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -77,6 +85,41 @@ def _profile_pid(pid: int, seconds: float, out: Path) -> str:
     return summarize_collapsed(collapsed.read_text().splitlines())
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _profile_queue_page(complaints: int, seconds: float, out: Path, logs: Path) -> str:
+    """Store ``complaints`` through intake, then load and sample routing serving a queue's first page of 50.
+
+    The page is the fullest queue's, by deadline, read by 8 connections in a closed loop; the CPU per
+    page is routing's whole CPU time over the load (its 1 s warm-up included) by the pages answered.
+    """
+    with standalone_stack(["intake", "routing"], logs) as stack:
+        intake, routing = stack.servers
+        stack.loadgen.run(LoadSpec("127.0.0.1", intake.port, probe_intake(intake), concurrency=32, duration=600,
+                                   warmup=0, max_requests=complaints))
+        stored, routed = wait_routed(stack.dsn, timeout=120)
+        queue = asyncio.run(read_samples(stack.dsn))["queue"][0]
+        token = issue_token(OPERATOR_SECRET, "bench-profiler", Role.SUPERVISOR)
+        page = raw_request("GET", f"/v1/queues/{queue}/cases?limit=50", None, {"Authorization": f"Bearer {token}"})
+        assert routing.process is not None
+        process = psutil.Process(routing.process.pid)
+        before = _cpu_seconds(process)
+        load = stack.loadgen.submit(LoadSpec("127.0.0.1", routing.port, CycleFactory([page]), concurrency=8,
+                                             duration=seconds + 4, warmup=1))
+        time.sleep(2)
+        summary = _profile_pid(process.pid, seconds, out)
+        result = load.result()
+        per_page = 1000 * (_cpu_seconds(process) - before) / max(1, result.ok)
+    header = (f"routing serving the first page (50 by deadline) of {queue}, {stored:,} complaints stored and "
+              f"{routed:,} routed: {result.throughput:,.1f} pages/s with 8 connections, {result.ok} answered, "
+              f"{per_page:.2f} ms of routing's CPU per page\n")
+    out.write_text(header + summary)
+    return header + summary
+
+
 def main() -> None:
     """Start what is needed, load it, sample one process, print the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,11 +127,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rate", type=float, default=0.0,
                         help="complaints/s offered (open loop, whole stack); 0 drives intake flat out")
+    parser.add_argument("--queue-page", type=int, default=0, metavar="N",
+                        help="routing: store N complaints, then sample routing serving its fullest queue's first page")
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     logs = RESULTS / f"profile-{stamp}-logs"
     logs.mkdir()
+    if args.queue_page:
+        print(_profile_queue_page(args.queue_page, args.seconds, RESULTS / f"profile-routing-queue-{stamp}.txt", logs))
+        return
     alone = args.service == "intake" and not args.rate
     names = ["intake"] if alone else ["intake", "routing", "recovery", "loyalty"]
     with standalone_stack(names, logs) as stack:

@@ -36,7 +36,7 @@ async def _counts(dsn: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _samples(dsn: str) -> dict[str, list[str]]:
+async def read_samples(dsn: str) -> dict[str, list[str]]:
     """Ids to read: cases, their customers, complaints, and the busiest queue."""
     conn = await asyncpg.connect(dsn)
     try:
@@ -85,7 +85,7 @@ def measure_volume(bench: Bench) -> None:
             spec = LoadSpec("127.0.0.1", intake.port, replace(factory, run_id=f"fill{size}"), concurrency=32,
                             duration=max(1.0, budget), warmup=0, max_requests=size - stored)
             bench.loadgen.run(spec)
-        stored, routed = _wait_routed(bench.dsn, timeout=120)
+        stored, routed = wait_routed(bench.dsn, timeout=120)
         label = f"{stored:,} stored"
         bench.raw.setdefault("volume_sizes", []).append({"complaints": stored, "cases": routed})
         results = repeat(bench, intake, replace(factory, run_id=f"vol{size}"), f"intake at {label}")
@@ -98,7 +98,8 @@ def measure_volume(bench: Bench) -> None:
     _capture_plans(bench, intake, routing, token)
 
 
-def _wait_routed(dsn: str, timeout: float) -> tuple[int, int]:
+def wait_routed(dsn: str, timeout: float) -> tuple[int, int]:
+    """Wait until routing has a case for every stored complaint (or ``timeout``); (complaints, cases)."""
     deadline = time.monotonic() + timeout
     stored, routed = asyncio.run(_counts(dsn))
     while routed < stored and time.monotonic() < deadline:
@@ -108,7 +109,7 @@ def _wait_routed(dsn: str, timeout: float) -> tuple[int, int]:
 
 
 def _measure_reads(bench: Bench, intake: Server, routing: Server, label: str, token: str) -> None:
-    samples = asyncio.run(_samples(bench.dsn))
+    samples = asyncio.run(read_samples(bench.dsn))
     servers = {"intake": intake, "routing": routing}
     for name, (service, requests) in _reads(samples, token).items():
         spec = LoadSpec("127.0.0.1", servers[service].port, CycleFactory(requests), concurrency=8,
@@ -128,7 +129,7 @@ def _capture_plans(bench: Bench, intake: Server, routing: Server, token: str) ->
         bench.note("volume: query plans not captured (needs the private PostgreSQL cluster)")
         return
     database = bench.dsn.rsplit("/", 1)[1]
-    samples = asyncio.run(_samples(bench.dsn))  # before auto_explain: only the services' plans are wanted
+    samples = asyncio.run(read_samples(bench.dsn))  # before auto_explain: only the services' plans are wanted
     asyncio.run(_set_auto_explain(bench.dsn, database, on=True))
     offset = log_path.stat().st_size
     try:
