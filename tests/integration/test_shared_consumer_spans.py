@@ -11,7 +11,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared import tracing
 from shared.consumer import BatchableHandler, EventConsumer, HandlerContext
@@ -22,6 +21,7 @@ from shared.events.loyalty import PointsChanged
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.tracing import add_span_processor, parse_traceparent, with_traceparent
+from tests.support.schemas import sqlite_file
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -31,11 +31,8 @@ TOPIC = "redress.loyalty.v1"
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """The delivery tables in a SQLite file."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'spans.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield Database(engine, tables, None)
-    await engine.dispose()
+    async with sqlite_file(tmp_path / "spans.db", metadata, tables) as database:
+        yield database
 
 
 @pytest.fixture

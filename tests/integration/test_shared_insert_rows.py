@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import ConsumerRecord, TopicPartition
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import KafkaBus
 from shared.consumer import BatchableHandler, EventConsumer, HandlerContext
@@ -23,7 +22,7 @@ from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.topics import Topic
 from tests.support.events import EventTap
-from tests.support.schemas import fresh_schema
+from tests.support.schemas import fresh_schema, sqlite_file
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -54,11 +53,8 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     """The same tables in a SQLite file."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'items.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield Database(engine, tables, None)
-    await engine.dispose()
+    async with sqlite_file(tmp_path / "items.db", metadata, tables) as database:
+        yield database
 
 
 async def stored(db: Database) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,3 +29,13 @@ async def fresh_schema(
         async with engine.begin() as conn:
             await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         await engine.dispose()
+
+
+@asynccontextmanager
+async def sqlite_file(path: Path, metadata: sa.MetaData, tables: DeliveryTables) -> AsyncIterator[Database]:
+    """``metadata``'s tables created in a SQLite file at ``path``."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield Database(engine, tables, None)
+    await engine.dispose()
