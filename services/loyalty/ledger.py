@@ -83,10 +83,16 @@ def _create_or_touch(conn: AsyncConnection) -> Any:
     exactly as `lock_customer`'s UPDATE does), so creating and locking cost one statement.
     """
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(customers)
-    return statement.on_conflict_do_update(
-        index_elements=[customers.c.customer_id], set_={"updated_at": statement.excluded.updated_at}
-    )
+    return _upsert(insert(customers), adding=False)
+
+
+def _upsert(statement: Any, *, adding: bool) -> Any:
+    """The customers insert as an upsert: a known customer's `updated_at` is set (and, ``adding``, the
+    row's balance added to its own)."""
+    changes = {"updated_at": statement.excluded.updated_at}
+    if adding:
+        changes["balance"] = customers.c.balance + statement.excluded.balance
+    return statement.on_conflict_do_update(index_elements=[customers.c.customer_id], set_=changes)
 
 
 async def lock_or_create_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
@@ -107,31 +113,27 @@ async def lock_or_create_customers(
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    result = await _create_or_touch_many(conn, ids, now, tuple(customers.c))
+    result = await _create_or_touch_many(conn, [_new_customer(cid, now) for cid in ids], tuple(customers.c))
     return {row["customer_id"]: row for row in result.mappings()}
 
 
 async def _create_or_touch_many(
-    conn: AsyncConnection, customer_ids: list[str], now: datetime, returning: tuple[sa.Column[Any], ...]
+    conn: AsyncConnection, rows: list[dict[str, Any]], returning: tuple[sa.Column[Any], ...], *, adding: bool = False
 ) -> sa.CursorResult[Any]:
-    """`_create_or_touch` of many customers in one statement, in the given order.
+    """`_create_or_touch` of many customers' rows in one statement, in the given order (``adding``: see `_upsert`).
 
     On PostgreSQL the rows go as column arrays, so the statement is the same for any number of
     customers (prepared and planned once); a multi-row VALUES would be a new one per count.
     """
-    rows = [_new_customer(cid, now) for cid in customer_ids]
     if conn.dialect.name != "postgresql":
-        return await conn.execute(_create_or_touch(conn).returning(*returning), rows)
+        return await conn.execute(_upsert(sqlite_insert(customers), adding=adding).returning(*returning), rows)
     keys = tuple(rows[0])
-    return await conn.execute(_upsert_from_arrays(keys, returning), unnest_params(customers, keys, rows))
+    return await conn.execute(_upsert_from_arrays(keys, returning, adding), unnest_params(customers, keys, rows))
 
 
 @functools.cache
-def _upsert_from_arrays(keys: tuple[str, ...], returning: tuple[sa.Column[Any], ...]) -> Any:
-    statement = unnest_insert(customers, keys)
-    return statement.on_conflict_do_update(
-        index_elements=[customers.c.customer_id], set_={"updated_at": statement.excluded.updated_at}
-    ).returning(*returning)
+def _upsert_from_arrays(keys: tuple[str, ...], returning: tuple[sa.Column[Any], ...], adding: bool) -> Any:
+    return _upsert(unnest_insert(customers, keys), adding=adding).returning(*returning)
 
 
 async def lock_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
@@ -352,26 +354,8 @@ async def _lock_create_and_add(
     The ids come sorted, so two batches that share customers lock them in the same order.
     """
     rows = [{**_new_customer(cid, now), "balance": moved.get(cid, 0)} for cid in customer_ids]
-    if conn.dialect.name == "postgresql":
-        keys = tuple(rows[0])
-        result = await conn.execute(_adding_upsert_from_arrays(keys), unnest_params(customers, keys, rows))
-    else:
-        statement = _adding_upsert(sqlite_insert(customers))
-        result = await conn.execute(statement.returning(customers.c.customer_id, customers.c.balance), rows)
+    result = await _create_or_touch_many(conn, rows, (customers.c.customer_id, customers.c.balance), adding=True)
     return {row.customer_id: int(row.balance) for row in result}
-
-
-def _adding_upsert(statement: Any) -> Any:
-    """The customers insert as an upsert that, for a known customer, adds the row's balance and sets `updated_at`."""
-    return statement.on_conflict_do_update(
-        index_elements=[customers.c.customer_id],
-        set_={"updated_at": statement.excluded.updated_at, "balance": customers.c.balance + statement.excluded.balance},
-    )
-
-
-@functools.cache
-def _adding_upsert_from_arrays(keys: tuple[str, ...]) -> Any:
-    return _adding_upsert(unnest_insert(customers, keys)).returning(customers.c.customer_id, customers.c.balance)
 
 
 async def _sources_seen(conn: AsyncConnection, source_keys: list[str]) -> set[str]:
