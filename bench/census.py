@@ -31,7 +31,8 @@ from bench.stats import latency_summary
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def cpu_seconds(process: psutil.Process) -> float:
+    """User plus system CPU seconds a process has used so far."""
     times = process.cpu_times()
     return times.user + times.system
 
@@ -41,7 +42,7 @@ def _postgres_cpu() -> float:
     for process in psutil.process_iter(["name"]):
         try:
             if "postgres" in (process.info["name"] or ""):
-                total += _cpu_seconds(process)
+                total += cpu_seconds(process)
         except psutil.Error:
             continue  # a backend that ended meanwhile
     return total
@@ -52,9 +53,9 @@ def cpu_snapshot(servers: list[Server]) -> dict[str, float]:
     snapshot = {}
     for server in servers:
         process = psutil.Process(server.process.pid)  # type: ignore[union-attr]
-        snapshot[server.name] = _cpu_seconds(process) + sum(map(_cpu_seconds, process.children(recursive=True)))
+        snapshot[server.name] = cpu_seconds(process) + sum(map(cpu_seconds, process.children(recursive=True)))
     snapshot["postgres"] = _postgres_cpu()
-    snapshot["bench (broker)"] = _cpu_seconds(psutil.Process())
+    snapshot["bench (broker)"] = cpu_seconds(psutil.Process())
     return snapshot
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.census import cpu_seconds
 from bench.infra import OPERATOR_SECRET, ROOT
 from bench.loadgen import LoadSpec
 from bench.scenarios.http import probe_intake
@@ -85,11 +86,6 @@ def _profile_pid(pid: int, seconds: float, out: Path) -> str:
     return summarize_collapsed(collapsed.read_text().splitlines())
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
 def _profile_queue_page(complaints: int, seconds: float, out: Path, logs: Path) -> str:
     """Store ``complaints`` through intake, then load and sample routing serving a queue's first page of 50.
 
@@ -106,13 +102,13 @@ def _profile_queue_page(complaints: int, seconds: float, out: Path, logs: Path) 
         page = raw_request("GET", f"/v1/queues/{queue}/cases?limit=50", None, {"Authorization": f"Bearer {token}"})
         assert routing.process is not None
         process = psutil.Process(routing.process.pid)
-        before = _cpu_seconds(process)
+        before = cpu_seconds(process)
         load = stack.loadgen.submit(LoadSpec("127.0.0.1", routing.port, CycleFactory([page]), concurrency=8,
                                              duration=seconds + 4, warmup=1))
         time.sleep(2)
         summary = _profile_pid(process.pid, seconds, out)
         result = load.result()
-        per_page = 1000 * (_cpu_seconds(process) - before) / max(1, result.ok)
+        per_page = 1000 * (cpu_seconds(process) - before) / max(1, result.ok)
     header = (f"routing serving the first page (50 by deadline) of {queue}, {stored:,} complaints stored and "
               f"{routed:,} routed: {result.throughput:,.1f} pages/s with 8 connections, {result.ok} answered, "
               f"{per_page:.2f} ms of routing's CPU per page\n")
