@@ -45,7 +45,9 @@ class Plan:
         """
         plan = cls._quick() if os.environ.get("BENCH_QUICK", "") not in ("", "0") else cls._full()
         if customers := os.environ.get("BENCH_INCIDENT_CUSTOMERS", ""):
-            plan = replace(plan, incident_customers=int(customers))
+            # A larger incident may take longer than the usual cap: wait for it at 500 grants/s at least.
+            size = int(customers)
+            plan = replace(plan, incident_customers=size, wait_cap_s=max(plan.wait_cap_s, size / 500))
         if rate := os.environ.get("BENCH_INCIDENT_RATE", ""):
             plan = replace(plan, incident_rate=float(rate))
         return plan
