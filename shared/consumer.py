@@ -13,6 +13,11 @@ database; a partition is never split, so per-key order holds (a key always maps 
 A handler may also have a batch form (``BatchableHandler``): on the fast path, each run of
 consecutive new events whose handlers share that form goes to it in one call, in fetch order, so it
 can use multi-row statements. The one-by-one fallback always uses the per-event form.
+
+An event of a known type the service does not handle is passed over by its ``ce_type`` header, unread; a
+``BatchableHandler`` may also pass over events of its types that cannot concern the service
+(``concerns``), so neither costs an inbox row (a million-customer incident's two million events
+reach every service that follows their topics).
 """
 
 import asyncio
@@ -31,8 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus import KafkaBus, assignors
 from shared.db import Database, flush_deferred_rows, insert_ignore, insert_rows, utcnow
-from shared.envelope import Envelope, MalformedEvent, from_kafka
-from shared.events import EventData
+from shared.envelope import Envelope, MalformedEvent, from_kafka, header_type
+from shared.events import EVENT_TYPES, EventData
 from shared.logs import correlation_id_var
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_LATENCY, INBOX_DUPLICATES
 from shared.outbox import Emitter
@@ -79,6 +84,8 @@ class BatchableHandler:
 
     one: Handler
     many: BatchHandler
+    # False for an event the service has nothing to do with: it is neither recorded in the inbox nor handled.
+    concerns: Callable[[EventData], bool] | None = None
 
     async def __call__(self, ctx: HandlerContext, event: EventData) -> None:
         """Handle one event."""
@@ -227,16 +234,24 @@ class EventConsumer:
                 await self._handle_with_retries(item)
 
     def _decode(self, record: ConsumerRecord) -> _Item:
+        named = header_type(record.headers)
+        if named in EVENT_TYPES and named not in self.handlers:
+            # A known type another service handles (and dead-letters if it is malformed): not even read.
+            return _Item(record, None, None, None)
         try:
             env = from_kafka(record.key, record.value, record.headers)
         except MalformedEvent as exc:
             return _Item(record, None, None, str(exc))
-        if env.type not in self.handlers:
+        handler = self.handlers.get(env.type)
+        if handler is None:
             return _Item(record, env, None, None)
         try:
-            return _Item(record, env, env.payload(), None)
+            payload = env.payload()
         except MalformedEvent as exc:
             return _Item(record, env, None, str(exc))
+        if isinstance(handler, BatchableHandler) and handler.concerns and not handler.concerns(payload):
+            return _Item(record, env, None, None)
+        return _Item(record, env, payload, None)
 
     async def _handle_in_one_transaction(self, items: list[_Item]) -> None:
         async with self.db.transaction() as conn:

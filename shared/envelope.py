@@ -17,6 +17,7 @@ from shared.events import EVENT_TYPES, EventData
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 _CE_PREFIX = "ce_"
+_TYPE_HEADER = _CE_PREFIX + "type"
 
 
 class MalformedEvent(ValueError):
@@ -106,6 +107,14 @@ def _binding(attrs: dict[str, Any], content_type: str, value: bytes) -> tuple[by
     headers = [(_CE_PREFIX + name, str(v).encode()) for name, v in attrs.items()]
     headers.append(("content-type", content_type.encode()))
     return attrs["partitionkey"].encode(), value, headers
+
+
+def header_type(headers: list[tuple[str, bytes]] | None) -> str | None:
+    """The event type a message's ``ce_type`` header names, without reading the rest; None if it has none."""
+    for name, raw in headers or []:
+        if name == _TYPE_HEADER and raw is not None:
+            return raw.decode("utf-8", errors="replace")
+    return None
 
 
 def from_kafka(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> Envelope:

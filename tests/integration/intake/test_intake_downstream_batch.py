@@ -288,3 +288,30 @@ def test_a_runs_statements_do_not_grow_with_its_events(databases: tuple[Settings
     small, large = asyncio.run(statements(2)), asyncio.run(statements(40))
     assert small == large, (small, large)
     assert large <= 6  # inbox, lock, timeline, update (and BEGIN/COMMIT where the driver counts them)
+
+
+def test_an_incidents_events_leave_no_inbox_rows(databases: tuple[Settings, Settings]) -> None:
+    """An incident's compensations and their points name no case: intake passes them over before its inbox,
+    while a compensation of a complaint's case in the same fetch still joins the timeline."""
+    incident = f"inc-{uuid.uuid4().hex[:10]}"
+    complaint = f"cmp-{uuid.uuid4().hex[:10]}"
+    incident_events = [
+        envelope(rejected(f"cust-{n}", None), incident, n) for n in range(3)
+    ] + [envelope(PointsChanged(customer_id=f"cust-{n}", entry_id=f"entry-{n}", kind="earn", points=200, balance=200,
+                                reason="compensation: incident"), incident, n) for n in range(3)]
+    ours = envelope(rejected(f"cust-{complaint}", "case-ours"), complaint, 4)
+
+    async def run(settings: Settings, whole_fetch: bool) -> tuple[set[str], list[str]]:
+        async with intake_consumer(settings, batch=True) as consumer:
+            await Scenario(complaints=[_complaint_row(complaint)]).seed(consumer.db)
+            fetch = records([*incident_events, ours])
+            for part in ([fetch] if whole_fetch else [[r] for r in fetch]):
+                await consumer.process(part)
+            async with consumer.db.engine.connect() as conn:
+                inbox = set(await conn.scalars(sa.select(delivery.inbox.c.event_id)))
+            return inbox, [row[3] for row in (await outcome(consumer.db, [complaint]))["timeline"]]
+
+    for settings, whole_fetch in zip(databases, (True, False), strict=True):
+        inbox, on_timeline = asyncio.run(run(settings, whole_fetch))
+        assert inbox == {ours.id}
+        assert on_timeline == [ours.id]
