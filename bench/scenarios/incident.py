@@ -2,13 +2,15 @@
 
 Through the real API: an incident is declared with the first part of the customer list, the rest is
 uploaded in parts of 5,000, the list is closed; recovery fans out one ``compensation.issued.v1`` per
-customer, loyalty grants the points (``loyalty.points_changed.v1``). The clock runs from the
-declaration to the last grant; resident memory of both services is sampled. Recovery runs with its
-own settings (``BENCH_INCIDENT_RATE`` sets its fan-out throttle): its fan-out pauses while loyalty is
-more than ``RECOVERY_INCIDENT_MAX_CONSUMER_LAG`` compensation events behind, so the pace is loyalty's.
+customer, loyalty grants the points (``loyalty.points_changed.v1``). The whole stack runs, as it would
+in production: intake and routing receive the incident's events on the topics they follow and must
+pass them over cheaply. The clock runs from the declaration to the last grant; resident memory of
+every service is sampled. Recovery runs with its own settings (``BENCH_INCIDENT_RATE`` sets its
+fan-out throttle): its fan-out pauses while loyalty is more than ``RECOVERY_INCIDENT_MAX_CONSUMER_LAG``
+compensation events behind, so the pace is loyalty's.
 
-Loyalty first consumes what earlier scenarios of a full run left on its topics (the volume
-scenario's complaints, say, posted while loyalty was not running), before the clock starts.
+Every service first consumes what earlier scenarios of a full run left on its topics (the volume
+scenario's complaints, say, posted while the stack was not running), before the clock starts.
 
 The embedded broker keeps only about 5 MiB per partition (TOOLING.md): if loyalty fell more than
 that far behind recovery (the backpressure turned off, say), the oldest events would be gone from the
@@ -16,6 +18,7 @@ broker (a real Kafka keeps them), so the scenario stops waiting when grants stal
 """
 
 import asyncio
+import importlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench.context import Bench
-from bench.infra import OPERATOR_SECRET, Server
+from bench.infra import OPERATOR_SECRET, SERVICES, Server
 from bench.observer import Observer
 from bench.scenarios.pipeline import POINTS, MemorySampler
 from bench.stats import Spread, limit_row
@@ -31,12 +34,14 @@ from services.recovery.settings import Settings as RecoverySettings
 from shared.auth import issue_token
 from shared.cli.lag import group_lag, partition_offsets
 from shared.events.vocabulary import Role
-from shared.topics import Topic
 
 PART = 5000
 ISSUED = "compensation.issued.v1"
-# What loyalty consumes (services/loyalty/app.py): a full run's earlier scenarios leave events on them.
-LOYALTY_TOPICS = frozenset(str(t) for t in (Topic.COMPENSATION, Topic.CASES, Topic.ORDERS, Topic.COMPLAINTS))
+
+
+def consumed_topics(service: str) -> frozenset[str]:
+    """The topics a service consumes (its ``spec.consumes``): a full run's earlier scenarios leave events on them."""
+    return frozenset(map(str, importlib.import_module(f"services.{service}.app").spec.consumes))
 
 
 def measure_incident(bench: Bench) -> None:
@@ -45,13 +50,17 @@ def measure_incident(bench: Bench) -> None:
     if bench.plan.incident_rate:
         env["RECOVERY_INCIDENT_RATE_PER_SECOND"] = f"{bench.plan.incident_rate:g}"
     servers = {name: Server(name, f"services.{name}.app:app", env, bench.logs / f"incident-{name}.log")
-               for name in ("recovery", "loyalty")}
+               for name in SERVICES}
     bench.stack.update(servers)
     for server in servers.values():
         server.start()
-    settled = asyncio.run(_settle(bench.bootstrap, "redress-loyalty", LOYALTY_TOPICS, cap_s=bench.plan.wait_cap_s))
-    bench.note(f"incident: loyalty first consumed {settled[0]:,} events left by earlier scenarios "
-               f"({settled[1]:.1f} s), so that the clock measures the incident alone")
+    left, waited = 0, 0.0
+    for name in SERVICES:
+        events, seconds = asyncio.run(_settle(bench.bootstrap, f"redress-{name}", consumed_topics(name),
+                                              cap_s=bench.plan.wait_cap_s))
+        left, waited = left + events, waited + seconds
+    bench.note(f"incident: the services first consumed {left:,} events left by earlier scenarios "
+               f"({waited:.1f} s), so that the clock measures the incident alone")
     with MemorySampler(servers) as memory:
         outcome = asyncio.run(_run(bench, servers["recovery"].url))
     total = bench.plan.incident_customers
