@@ -32,6 +32,7 @@ from services.loyalty.points import (
     reversal_takes,
 )
 from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.tiers import tier_for_year
 from shared.db import Database, any_of, defer_insert, insert_ignore, unnest_insert, unnest_params
 from shared.events import EventData
 from shared.events.loyalty import LedgerKind, PointsChanged
@@ -59,9 +60,12 @@ class Tx:
     correlation_id: str
 
 
-def _new_customer(customer_id: str, now: datetime) -> dict[str, Any]:
-    """The row of a customer loyalty has not heard of before: potential tier, zero balance."""
-    return {
+def _new_customer(customer_id: str, now: datetime, settled_by: LoyaltyPolicy | None = None) -> dict[str, Any]:
+    """The row of a customer loyalty has not heard of before: potential tier, zero balance.
+
+    With ``settled_by``, the row is already what the sweep would make of it (`settled_without_purchases`).
+    """
+    row = {
         "customer_id": customer_id,
         "balance": 0,
         "tier": "potential",
@@ -69,6 +73,22 @@ def _new_customer(customer_id: str, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+    if settled_by is not None:
+        row.update(settled_without_purchases(settled_by, now))
+    return row
+
+
+def settled_without_purchases(policy: LoyaltyPolicy, now: datetime) -> dict[str, Any]:
+    """The tier columns of a customer with no purchases, refreshed for this year: the tier an empty
+    history gives, and benefits checked today (benefits start with the first purchase).
+
+    The sweep writes them for such customers; a customer first heard of through a grant is created
+    with them, so that an incident's million new customers need no sweep pass after it.
+    """
+    today = policy.local_date(now)
+    empty = tier_for_year({}, today.year, policy.tiers, policy.currency)
+    return {"tier": empty.tier.value, "tier_year": today.year, "tier_reasons": list(empty.reasons),
+            "benefits_checked_on": today}
 
 
 async def ensure_customer(tx: Tx, customer_id: str) -> bool:
@@ -95,11 +115,11 @@ def _upsert(statement: Any, *, adding: bool) -> Any:
     return statement.on_conflict_do_update(index_elements=[customers.c.customer_id], set_=changes)
 
 
-async def lock_or_create_customer(tx: Tx, customer_id: str) -> Mapping[str, Any]:
-    """`ensure_customer` then `lock_customer` in one statement: the locked row, created if new."""
-    result = await tx.conn.execute(
-        _create_or_touch(tx.conn).returning(*customers.c), _new_customer(customer_id, tx.now)
-    )
+async def lock_or_create_customer(tx: Tx, customer_id: str, *, settled: bool = False) -> Mapping[str, Any]:
+    """`ensure_customer` then `lock_customer` in one statement: the locked row, created if new
+    (``settled``: created as the sweep would leave a customer without purchases)."""
+    new_row = _new_customer(customer_id, tx.now, tx.policy if settled else None)
+    result = await tx.conn.execute(_create_or_touch(tx.conn).returning(*customers.c), new_row)
     return result.mappings().one()
 
 
@@ -245,10 +265,13 @@ async def credit(
     kind: LedgerKind = "earn",
     **refs: Any,
 ) -> dict[str, Any] | None:
-    """Add points as a new lot (earn, or a positive adjustment); None when `source_key` was already applied."""
+    """Add points as a new lot (earn, or a positive adjustment); None when `source_key` was already applied.
+
+    A customer loyalty has not heard of is created without purchases, settled for this year.
+    """
     if points <= 0:
         raise ValueError("a credit must be positive")
-    await lock_or_create_customer(tx, customer_id)
+    await lock_or_create_customer(tx, customer_id, settled=True)
     if source_key and await source_seen(tx.conn, source_key):
         return None
     entry_id = str(uuid.uuid4())
@@ -306,7 +329,7 @@ async def credit_many(credits: Sequence[Credit]) -> list[dict[str, Any] | None]:
     for c, applied in zip(credits, applies, strict=True):
         if applied:
             moved[c.customer_id] = moved.get(c.customer_id, 0) + c.points
-    after = await _lock_create_and_add(conn, sorted({c.customer_id for c in credits}), moved, now)
+    after = await _lock_create_and_add(conn, sorted({c.customer_id for c in credits}), moved, now, first.policy)
     balances = {customer_id: balance - moved.get(customer_id, 0) for customer_id, balance in after.items()}
     expires_at = lot_expiry(now, first.policy.points)
     lots: list[dict[str, Any]] = []
@@ -347,13 +370,14 @@ def _taking_effect(credits: Sequence[Credit], seen: set[str]) -> list[bool]:
 
 
 async def _lock_create_and_add(
-    conn: AsyncConnection, customer_ids: list[str], moved: Mapping[str, int], now: datetime
+    conn: AsyncConnection, customer_ids: list[str], moved: Mapping[str, int], now: datetime, policy: LoyaltyPolicy
 ) -> dict[str, int]:
-    """Create the missing customers, lock every one and add its `moved` points (one upsert); the new balances.
+    """Create the missing customers (settled, as `credit` does), lock every one and add its `moved` points
+    (one upsert); the new balances.
 
     The ids come sorted, so two batches that share customers lock them in the same order.
     """
-    rows = [{**_new_customer(cid, now), "balance": moved.get(cid, 0)} for cid in customer_ids]
+    rows = [{**_new_customer(cid, now, policy), "balance": moved.get(cid, 0)} for cid in customer_ids]
     result = await _create_or_touch_many(conn, rows, (customers.c.customer_id, customers.c.balance), adding=True)
     return {row.customer_id: int(row.balance) for row in result}
 

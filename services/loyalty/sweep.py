@@ -19,7 +19,6 @@ from services.loyalty import accounts, ledger
 from services.loyalty.ledger import Tx
 from services.loyalty.models import customers, orders, points_lots
 from services.loyalty.policy import LoyaltyPolicy
-from services.loyalty.tiers import tier_for_year
 from shared.db import Database, utcnow
 from shared.outbox import Emitter
 from shared.service import BackgroundTask, Runtime
@@ -101,20 +100,21 @@ async def _settle_without_purchases(
     """Refresh, with one statement, the customers who never purchased; the ids it refreshed.
 
     For them the per-customer refresh can only record this year's tier of an empty history and that
-    benefits were checked today (benefits start with the first purchase). Customers created by an
-    incident's compensations are all of this kind: one statement for a sweep step instead of one
-    transaction each. A customer whose tier differs from an empty history's is left to the full path.
+    benefits were checked today (benefits start with the first purchase): one statement for a sweep
+    step instead of one transaction each. Customers a grant created are settled from the start; those
+    of earlier years, or first heard of through a complaint, come this way. A customer whose tier
+    differs from an empty history's is left to the full path.
     """
     if not customer_ids:
         return set()
-    today = policy.local_date(now)
-    empty = tier_for_year({}, today.year, policy.tiers, policy.currency)
+    settled = ledger.settled_without_purchases(policy, now)
+    tier = settled.pop("tier")
     never_purchased = ~sa.exists().where(orders.c.customer_id == customers.c.customer_id)
     async with db.transaction() as conn:
         rows = await conn.execute(
             sa.update(customers)
-            .where(customers.c.customer_id.in_(customer_ids), customers.c.tier == empty.tier.value, never_purchased)
-            .values(tier_year=today.year, tier_reasons=list(empty.reasons), benefits_checked_on=today, updated_at=now)
+            .where(customers.c.customer_id.in_(customer_ids), customers.c.tier == tier, never_purchased)
+            .values(**settled, updated_at=now)
             .returning(customers.c.customer_id)
         )
         return set(rows.scalars())

@@ -76,6 +76,8 @@ def _issued(p: str, n: int, customer: str, points: int, reason: str = "incident"
 
 
 _T0 = datetime.now(UTC).replace(microsecond=0)
+# The tier reason of a customer loyalty created through a grant: settled for the year, with no purchases.
+NO_PURCHASES = "annual spend 0.00 CNY below 10,000.00 CNY and 0 repeat purchase(s) below 1"
 
 
 def _scenario(p: str) -> tuple[list[Envelope], list[Envelope]]:
@@ -180,7 +182,9 @@ async def test_a_failing_event_in_a_fetch_falls_back_to_one_at_a_time(
     consumer = loyalty_consumer(database, kafka_bus, batch_env, default_policy(), batched=True)
     await feed(consumer, fetch, one_fetch=True)
     got = await _snapshot(database, p)
-    assert got["customers"] == [["P-a", 120, "potential", [], None]]
+    # Created by a grant: no purchases, so settled for this year at once (the sweep has nothing to do for it).
+    year = default_policy().local_date(datetime.now(UTC)).year
+    assert got["customers"] == [["P-a", 120, "potential", [NO_PURCHASES], year]]
     assert [(e[1], e[2], e[3]) for e in got["ledger"]] == [("earn", 100, 100), ("earn", 20, 120)]
     assert "batch of 3 failed" in caplog.text and "dead-lettered order.refunded.v1" in caplog.text
 
@@ -222,6 +226,41 @@ async def test_the_sweep_settles_customers_without_purchases_as_the_full_refresh
     assert outbox_after > outbox_before
 
 
+async def test_customers_a_grant_creates_are_what_the_sweep_would_make_of_them(database: Database) -> None:
+    """A grant (batch or single) creates its new customer settled for the year: the sweep has nothing left
+    to do for them, and their tier columns equal those the sweep writes for a customer created bare."""
+    p, policy, now = new_id("gs"), default_policy(), datetime.now(UTC)
+    emitter = Emitter(database, source="/redress/loyalty")
+    ids = {name: f"{p}-{name}" for name in ("batch", "single", "bare")}
+    async with database.transaction() as conn:
+        tx = _tx(conn, database, emitter, policy, now, p)
+        await ledger.credit_many([ledger.Credit(tx, ids["batch"], 200, "incident", source_key=f"{p}-k1")])
+        await ledger.credit(tx, ids["single"], 200, "incident", source_key=f"{p}-k2")
+        await conn.execute(sa.insert(customers).values(customer_id=ids["bare"], balance=0, tier="potential",
+                                                       tier_reasons=[], created_at=now, updated_at=now))
+    before = await _tier_columns(database, ids)
+    assert before[ids["bare"]] == ("potential", None, [], None)
+
+    done = await sweep_once(database, emitter, policy, batch=10_000, now=now)
+
+    after = await _tier_columns(database, ids)
+    today = policy.local_date(now)
+    assert after[ids["batch"]] == after[ids["single"]] == after[ids["bare"]] == (
+        "potential", today.year, [NO_PURCHASES], today)
+    assert {cid: after[cid] for cid in (ids["batch"], ids["single"])} == {
+        cid: before[cid] for cid in (ids["batch"], ids["single"])}  # as they were created
+    assert done.refreshed >= 1  # the bare one (others of the shared database may be refreshed too)
+
+
+async def _tier_columns(db: Database, ids: dict[str, str]) -> dict[str, tuple[Any, ...]]:
+    """Tier, tier year, reasons and benefits check of the given customers."""
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(customers.c.customer_id, customers.c.tier, customers.c.tier_year, customers.c.tier_reasons,
+                      customers.c.benefits_checked_on).where(customers.c.customer_id.in_(list(ids.values()))))
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
 async def test_a_grant_a_concurrent_batch_wrote_first_is_granted_once(
     database: Database, kafka_bus: KafkaBus, batch_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -242,6 +281,6 @@ async def test_a_grant_a_concurrent_batch_wrote_first_is_granted_once(
         assert not racing.done()
     await racing
     got = await _snapshot(database, p)
-    assert got["customers"] == [["P-a", 100, "potential", [], None]]
+    assert got["customers"] == [["P-a", 100, "potential", [NO_PURCHASES], default_policy().local_date(_T0).year]]
     assert [(e[1], e[2], e[3]) for e in got["ledger"]] == [("earn", 100, 100)]
     assert "batch of 1 failed" in caplog.text and "dead-lettered" not in caplog.text
