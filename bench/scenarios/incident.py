@@ -66,7 +66,7 @@ def measure_incident(bench: Bench) -> None:
     with MemorySampler(servers) as memory:
         outcome = asyncio.run(_run(bench, servers["recovery"].url))
     total = bench.plan.incident_customers
-    bench.raw["incident"] = {**outcome, "memory_peak_mib": memory.peak}
+    bench.raw["incident"] = {**outcome, "memory_first_mib": memory.first, "memory_peak_mib": memory.peak}
     complete = outcome["granted"] >= total
     note = f"{outcome['granted']:,} of {total:,} granted" + ("" if complete else f"; {outcome['stop_reason']}")
     # The aim is 1,000,000 customers in 300 s: a smaller incident is held to the same pace.
@@ -84,8 +84,9 @@ def measure_incident(bench: Bench) -> None:
                         note=throttle))
     bench.add(limit_row("4 incident", "points grants per second", Spread.of([outcome["granted_rate"]]), "/s"))
     for name in servers:
+        start = f"{memory.first[name]:.0f} MiB at the start" if name in memory.first else ""
         bench.add(limit_row("4 incident", f"{name} peak resident size", Spread.of([memory.peak[name]]), "MiB",
-                            limit=300))
+                            limit=300, note=start))
     if outcome["granted"] < total:
         bench.note(f"incident: {outcome['granted']:,} of {total:,} grants seen ({outcome['stop_reason']})")
 

@@ -47,11 +47,12 @@ def start_stack(bench: Bench) -> dict[str, Server]:
 
 
 class MemorySampler:
-    """Samples the resident size of every service in a thread; keeps each one's peak and last value."""
+    """Samples the resident size of every service in a thread; keeps each one's first, peak and last value."""
 
     def __init__(self, servers: dict[str, Server], interval: float = 0.5) -> None:
         self.servers = servers
         self.interval = interval
+        self.first: dict[str, float] = {}
         self.peak: dict[str, float] = dict.fromkeys(servers, 0.0)
         self.last: dict[str, float] = dict.fromkeys(servers, 0.0)
         self._stop = threading.Event()
@@ -69,6 +70,7 @@ class MemorySampler:
         while not self._stop.wait(self.interval):
             for name, server in self.servers.items():
                 rss = server.rss_mib()
+                self.first.setdefault(name, rss)
                 self.last[name] = rss
                 self.peak[name] = max(self.peak[name], rss)
 
