@@ -5,7 +5,15 @@ import uuid
 
 import pytest
 
-from shared.envelope import envelope_to_json, from_kafka, new_event, to_kafka, to_kafka_from_json
+from shared.envelope import (
+    MalformedEvent,
+    envelope_to_json,
+    from_kafka,
+    header_type,
+    new_event,
+    to_kafka,
+    to_kafka_from_json,
+)
 from shared.events.complaints import Classification, ComplaintReceived
 from shared.events.vocabulary import Category, Channel
 
@@ -46,3 +54,26 @@ def test_a_data_member_inside_the_data_is_not_taken_for_the_envelopes() -> None:
     env = _event()
     env.data["text"] = 'quoted ,"data": inside'
     assert to_kafka_from_json(envelope_to_json(env).encode()) == to_kafka(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\xff\xfe not an event", "value is not JSON"),
+        (b"", "value is not JSON"),
+        (b'{"text": "\xff"}', "value is not JSON"),  # not UTF-8
+        (b'{"text": "cut', "value is not JSON"),
+        (b"[1, 2]", "value is not a JSON object"),
+    ],
+)
+def test_a_value_that_is_no_json_object_is_malformed_with_the_reason(value: bytes, reason: str) -> None:
+    key, _, headers = to_kafka(_event())
+    with pytest.raises(MalformedEvent, match=reason):
+        from_kafka(key, value, headers)
+
+
+def test_the_type_header_is_read_alone() -> None:
+    _, _, headers = to_kafka(_event())
+    assert header_type(headers) == "complaint.received.v1"
+    assert header_type([("content-type", b"application/json")]) is None
+    assert header_type(None) is None
