@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic_core import from_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -124,7 +125,9 @@ def make_engine(settings: ServiceSettings) -> AsyncEngine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Parameters hold complaint text and contacts: keep them out of error messages and logs.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, hide_parameters=True, json_deserializer=from_json
+        )
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -137,6 +140,7 @@ def make_engine(settings: ServiceSettings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         hide_parameters=True,
+        json_deserializer=from_json,  # JSON columns read with pydantic's parser: less than half json.loads' time
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         connect_args={"server_settings": {"search_path": settings.db_schema or "public"}, "timeout": 5},
