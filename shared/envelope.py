@@ -4,7 +4,6 @@ On Kafka an event is: key = partition key (the customer id), value = JSON data, 
 ``ce_<attribute>`` for every context attribute plus ``content-type``. Any CloudEvents SDK reads it.
 """
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -94,10 +93,10 @@ def to_kafka_from_json(stored: str | bytes) -> tuple[bytes, bytes, list[tuple[st
     text = stored.decode() if isinstance(stored, bytes) else stored
     at = text.find(_DATA_MEMBER)
     if at < 0 or not text.endswith("}}"):
-        attrs = json.loads(text)
+        attrs = from_json(text)
         value = to_json(attrs.pop("data"))
     else:
-        attrs = json.loads(text[:at] + "}")
+        attrs = from_json(text[:at] + "}")
         value = text[at + len(_DATA_MEMBER) : -1].encode()
     content_type = attrs.pop("datacontenttype", None) or CONTENT_TYPE
     return _binding({name: v for name, v in attrs.items() if v is not None}, content_type, value)
