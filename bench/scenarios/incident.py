@@ -20,7 +20,6 @@ broker (a real Kafka keeps them), so the scenario stops waiting when grants stal
 """
 
 import asyncio
-import importlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -36,14 +35,20 @@ from services.recovery.settings import Settings as RecoverySettings
 from shared.auth import issue_token
 from shared.cli.lag import group_lag, partition_offsets
 from shared.events.vocabulary import Role
+from shared.topics import Topic
 
 PART = 5000
 ISSUED = "compensation.issued.v1"
 
 
-def consumed_topics(service: str) -> frozenset[str]:
-    """The topics a service consumes (its ``spec.consumes``): a full run's earlier scenarios leave events on them."""
-    return frozenset(map(str, importlib.import_module(f"services.{service}.app").spec.consumes))
+# What each service consumes (``spec.consumes`` in services/<name>/app.py, which a unit test compares;
+# importing the apps here would set up their logging in this process): earlier scenarios leave events there.
+CONSUMED_TOPICS: dict[str, frozenset[str]] = {
+    "intake": frozenset(map(str, (Topic.CASES, Topic.COMPENSATION, Topic.LOYALTY))),
+    "routing": frozenset(map(str, (Topic.COMPLAINTS, Topic.LOYALTY))),
+    "recovery": frozenset(map(str, (Topic.CASES, Topic.LOYALTY))),
+    "loyalty": frozenset(map(str, (Topic.COMPENSATION, Topic.CASES, Topic.ORDERS, Topic.COMPLAINTS))),
+}
 
 
 def measure_incident(bench: Bench) -> None:
@@ -58,7 +63,7 @@ def measure_incident(bench: Bench) -> None:
         server.start()
     left, waited = 0, 0.0
     for name in SERVICES:
-        events, seconds = asyncio.run(_settle(bench.bootstrap, f"redress-{name}", consumed_topics(name),
+        events, seconds = asyncio.run(_settle(bench.bootstrap, f"redress-{name}", CONSUMED_TOPICS[name],
                                               cap_s=bench.plan.wait_cap_s))
         left, waited = left + events, waited + seconds
     bench.note(f"incident: the services first consumed {left:,} events left by earlier scenarios "
