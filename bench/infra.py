@@ -133,19 +133,6 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
     return env
 
 
-def own_kafka_timing(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the services' own fetch wait and linger (unless BENCH_FETCH_MAX_WAIT_MS is given).
-
-    For a scenario that measures throughput alone: the short wait the latency figures need against the
-    embedded broker has every consumer poll 200 times a second, about a third of a core for the
-    stack, which a real broker's long poll does not cost.
-    """
-    if "BENCH_FETCH_MAX_WAIT_MS" in os.environ:
-        return dict(env)
-    tuned = {f"{name.upper()}_{key}" for name in SERVICES for key in ("KAFKA_FETCH_MAX_WAIT_MS", "KAFKA_LINGER_MS")}
-    return {key: value for key, value in env.items() if key not in tuned}
-
-
 def migrate_all(env: dict[str, str]) -> None:
     """Upgrade every service's schema."""
     subprocess.run([sys.executable, "-m", "shared.migrate", "all"], cwd=ROOT, env=env, check=True,
