@@ -14,10 +14,10 @@ A handler may also have a batch form (``BatchableHandler``): on the fast path, e
 consecutive new events whose handlers share that form goes to it in one call, in fetch order, so it
 can use multi-row statements. The one-by-one fallback always uses the per-event form.
 
-An event of a known type the service does not handle is passed over by its ``ce_type`` header, unread; a
-``BatchableHandler`` may also pass over events of its types that cannot concern the service
-(``concerns``), so neither costs an inbox row (a million-customer incident's two million events
-reach every service that follows their topics).
+An event of a known type the service does not handle is passed over by its ``ce_type`` header,
+without parsing it; a ``BatchableHandler`` may also pass over events of its types that cannot
+concern the service (``concerns``), which are then neither recorded in the inbox nor handled. A
+million-customer incident's two million events reach every service that follows their topics.
 """
 
 import asyncio
