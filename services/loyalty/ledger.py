@@ -60,10 +60,10 @@ class Tx:
     correlation_id: str
 
 
-def _new_customer(customer_id: str, now: datetime, settled_by: LoyaltyPolicy | None = None) -> dict[str, Any]:
+def _new_customer(customer_id: str, now: datetime, settled: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The row of a customer loyalty has not heard of before: potential tier, zero balance.
 
-    With ``settled_by``, the row is already what the sweep would make of it (`settled_without_purchases`).
+    With ``settled`` (`settled_without_purchases`), the row is already what the sweep would make of it.
     """
     row = {
         "customer_id": customer_id,
@@ -73,8 +73,8 @@ def _new_customer(customer_id: str, now: datetime, settled_by: LoyaltyPolicy | N
         "created_at": now,
         "updated_at": now,
     }
-    if settled_by is not None:
-        row.update(settled_without_purchases(settled_by, now))
+    if settled is not None:
+        row.update(settled)
     return row
 
 
@@ -118,7 +118,7 @@ def _upsert(statement: Any, *, adding: bool) -> Any:
 async def lock_or_create_customer(tx: Tx, customer_id: str, *, settled: bool = False) -> Mapping[str, Any]:
     """`ensure_customer` then `lock_customer` in one statement: the locked row, created if new
     (``settled``: created as the sweep would leave a customer without purchases)."""
-    new_row = _new_customer(customer_id, tx.now, tx.policy if settled else None)
+    new_row = _new_customer(customer_id, tx.now, settled_without_purchases(tx.policy, tx.now) if settled else None)
     result = await tx.conn.execute(_create_or_touch(tx.conn).returning(*customers.c), new_row)
     return result.mappings().one()
 
@@ -377,7 +377,8 @@ async def _lock_create_and_add(
 
     The ids come sorted, so two batches that share customers lock them in the same order.
     """
-    rows = [{**_new_customer(cid, now, policy), "balance": moved.get(cid, 0)} for cid in customer_ids]
+    settled = settled_without_purchases(policy, now)  # once for the batch, not per customer
+    rows = [{**_new_customer(cid, now, settled), "balance": moved.get(cid, 0)} for cid in customer_ids]
     result = await _create_or_touch_many(conn, rows, (customers.c.customer_id, customers.c.balance), adding=True)
     return {row.customer_id: int(row.balance) for row in result}
 
