@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.loyalty import feedback, ledger
+from services.loyalty import accounts, feedback, ledger
 from services.loyalty.care import ChurnInputs, ChurnSignal, churn_alert_due, churn_signals, followup_schedule
 from services.loyalty.ledger import Tx
 from services.loyalty.models import care_followups, complaints_seen, customers, surveys
@@ -196,8 +196,9 @@ async def evaluate_churn(
     rules = tx.policy.care.churn
     account = await ledger.lock_or_create_customer(tx, customer_id)
     tier = CustomerTier(account["tier"])
-    if tier_hint is not None and account["tier_year"] is None:
-        # Loyalty has no purchases for this customer yet: trust the tier the case carried.
+    if tier_hint is not None and not await accounts.has_purchased(tx.conn, customer_id):
+        # Loyalty's tier of a customer without purchases says nothing yet (a grant or the yearly sweep
+        # may have settled it all the same): trust the tier the case carried.
         tier = tier_hint
     times = await _complaint_times(tx.conn, customer_id, _complaint_times_since(tx.now, rules))
     inputs = ChurnInputs(tx.now, times, low_score, sla_breached, tier)

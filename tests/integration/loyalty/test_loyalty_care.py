@@ -8,6 +8,7 @@ from shared.events.complaints import Classification, ComplaintReceived
 from shared.events.orders import OrderCompleted
 from shared.events.vocabulary import Category, Channel, CustomerTier, Role, Severity
 from tests.integration.loyalty.helpers import Bus, Loyalty, eventually, new_id, now, view_when
+from tests.integration.loyalty.test_loyalty_ledger import compensation
 from tests.integration.loyalty.test_loyalty_surveys import resolved
 
 
@@ -105,6 +106,23 @@ async def test_sla_breach_on_a_high_value_customer_is_a_churn_risk(loyalty: Loya
     assert alert.data["customer_tier"] == "high_value"
     assert regular_alerts == []
     assert care(loyalty, vip)["last_churn_alert_at"] is not None
+
+
+async def test_a_breach_trusts_the_cases_tier_for_a_customer_known_only_through_a_grant(
+    loyalty: Loyalty, bus: Bus
+) -> None:
+    # An incident's grant creates the customer settled for the year (tier columns written), yet
+    # loyalty has no purchases for them: the case's high-value tier is still the one to go by.
+    customer_id = new_id("cust")
+    await bus.publish(compensation(customer_id, 100, reason="incident"))
+    await eventually(view_when(loyalty, customer_id, lambda v: v["balance"] == 100))
+    async with bus.tap() as tap:
+        await bus.publish(breach(customer_id, CustomerTier.HIGH_VALUE))
+        [alert] = await tap.wait_for(
+            lambda e: e.type == "care.churn_risk.v1" and e.data["customer_id"] == customer_id
+        )
+    assert alert.data["signals"] == ["sla_breach_high_value"]
+    assert alert.data["customer_tier"] == "high_value"
 
 
 async def test_rising_complaints_raise_one_alert_per_cooldown(loyalty: Loyalty, bus: Bus) -> None:
