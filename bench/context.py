@@ -36,6 +36,8 @@ class Plan:
     # incident: recovery's fan-out throttle (RECOVERY_INCIDENT_RATE_PER_SECOND); 0: recovery's own setting.
     # Recovery's backpressure keeps loyalty within what the embedded broker keeps (about 5 MiB per partition).
     incident_rate: float = 0.0
+    # pipeline: latency also measured at these rates, those below the main latency run's (one run each).
+    latency_curve: tuple[float, ...] = (10.0, 25.0, 50.0, 100.0)
 
     @classmethod
     def from_env(cls) -> "Plan":

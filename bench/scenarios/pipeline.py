@@ -221,50 +221,67 @@ async def _latency(bench: Bench, servers: dict[str, Server], factory: Any, obser
                    f" complaints/s here, so latency was measured at {rate_per_s:g}/s, not {plan.pipeline_rate:g}/s")
     resolver = Resolver(servers["routing"].url, plan.resolve_share)
     observer.callbacks.append(resolver.on_event)
-    routed_p50, routed_p99, points_p50, points_p99, post_p99 = [], [], [], [], []
-    received_p50, received_p99 = [], []
+    runs: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
     try:
         for run in range(plan.runs):
-            spec = LoadSpec("127.0.0.1", servers["intake"].port, replace(factory, run_id=f"lat{run}{factory.run_id}"),
-                            concurrency=64, duration=plan.pipeline_duration, warmup=1.0, rate=rate_per_s,
-                            capture="complaint_id")
-            resolver.enabled = True
-            started = time.time()
-            result: LoadResult = await bench.loadgen.run_async(spec)
-            ids = {cid: wall for cid, wall in result.captured if wall >= started + 1.0}
-            await _wait_all(observer, ROUTED, list(ids), timeout=30)
-            resolver.enabled = False
-            await asyncio.gather(*resolver.tasks, return_exceptions=True)
-            resolved = {cid: t for cid, t in resolver.sent.items() if cid in ids}
-            await _wait_all(observer, POINTS, list(resolved), timeout=30)
-            seen = observer.arrivals[ROUTED]
-            routed = [1000 * (seen[c] - w) for c, w in ids.items() if c in seen]
-            points = [1000 * (observer.arrivals[POINTS][c] - t) for c, t in resolved.items()
-                      if c in observer.arrivals[POINTS]]
-            # Where the time goes: intake's half (POST -> complaint.received.v1 on the broker).
-            arrived = observer.arrivals[RECEIVED]
-            received = latency_summary([1000 * (arrived[c] - w) for c, w in ids.items() if c in arrived])
-            received_p50.append(received["p50"])
-            received_p99.append(received["p99"])
-            r, p = latency_summary(routed), latency_summary(points)
-            routed_p50.append(r["p50"])
-            routed_p99.append(r["p99"])
-            points_p50.append(p["p50"])
-            points_p99.append(p["p99"])
-            post_p99.append(latency_summary(result.latencies_ms)["p99"])
-            bench.raw.setdefault("pipeline_latency", []).append({
-                **describe(result), "routed_ms": r, "received_ms": received, "resolve_to_points_ms": p,
-                "complaints": len(ids), "routed": len(routed), "resolved": len(resolved), "points": len(points),
-                "resolve_failures": dict(resolver.failures), "resolve_samples": resolver.samples})
+            runs.append(await _latency_run(bench, servers, factory, observer, resolver, rate_per_s, f"lat{run}"))
+        # Below the rate above: where Redress's share of the latency starts, before the stack queues.
+        for rate in (r for r in plan.latency_curve if r < rate_per_s):
+            curve.append(await _latency_run(bench, servers, factory, observer, resolver, rate, f"cur{rate:g}"))
     finally:
         await resolver.close()
+    bench.raw.setdefault("pipeline_latency", []).extend(runs)
+    bench.raw["pipeline_latency_curve"] = curve
+
     rate = f"{rate_per_s:g}/s"
-    bench.add(limit_row("2 pipeline", f"POST -> complaint.received.v1 p50 at {rate}", Spread.of(received_p50), "ms"))
-    bench.add(limit_row("2 pipeline", f"POST -> complaint.received.v1 p99 at {rate}", Spread.of(received_p99), "ms"))
-    bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 p50 at {rate}", Spread.of(routed_p50), "ms"))
-    bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 p99 at {rate}", Spread.of(routed_p99), "ms", limit=50))
-    bench.add(limit_row("2 pipeline", f"intake POST p99 at {rate}", Spread.of(post_p99), "ms"))
-    bench.add(limit_row("2 pipeline", "resolve -> loyalty.points_changed.v1 p50", Spread.of(points_p50), "ms"))
-    bench.add(limit_row("2 pipeline", "resolve -> loyalty.points_changed.v1 p99", Spread.of(points_p99), "ms"))
+    rows = [
+        (f"POST -> complaint.received.v1 p50 at {rate}", "received_ms", "p50", None),
+        (f"POST -> complaint.received.v1 p99 at {rate}", "received_ms", "p99", None),
+        (f"POST -> case.routed.v1 p50 at {rate}", "routed_ms", "p50", None),
+        (f"POST -> case.routed.v1 p99 at {rate}", "routed_ms", "p99", 50.0),
+        (f"intake POST p99 at {rate}", "post_ms", "p99", None),
+        ("resolve -> loyalty.points_changed.v1 p50", "resolve_to_points_ms", "p50", None),
+        ("resolve -> loyalty.points_changed.v1 p99", "resolve_to_points_ms", "p99", None),
+    ]
+    for name, key, stat, limit in rows:
+        bench.add(limit_row("2 pipeline", name, Spread.of([r[key][stat] for r in runs]), "ms", limit=limit))
+    for point in curve:
+        routed = point["routed_ms"]
+        bench.add(limit_row("2 pipeline", f"POST -> case.routed.v1 at {point['rate']:g}/s (one run): p50 "
+                            f"{routed['p50']:,.0f} ms, p99", Spread.of([routed["p99"]]), "ms", limit=50))
     if resolver.failures:
         bench.note(f"resolves that failed: {resolver.failures}; e.g. {resolver.samples[:1]}")
+
+
+async def _latency_run(
+    bench: Bench, servers: dict[str, Server], factory: Any, observer: Observer, resolver: "Resolver", rate: float,
+    label: str,
+) -> dict[str, Any]:
+    """One open-loop run at ``rate``: POST -> received and -> routed, and resolve -> points, in ms."""
+    spec = LoadSpec("127.0.0.1", servers["intake"].port, replace(factory, run_id=f"{label}{factory.run_id}"),
+                    concurrency=64, duration=bench.plan.pipeline_duration, warmup=1.0, rate=rate,
+                    capture="complaint_id")
+    resolver.enabled = True
+    started = time.time()
+    result: LoadResult = await bench.loadgen.run_async(spec)
+    ids = {cid: wall for cid, wall in result.captured if wall >= started + 1.0}
+    await _wait_all(observer, ROUTED, list(ids), timeout=30)
+    resolver.enabled = False
+    await asyncio.gather(*resolver.tasks, return_exceptions=True)
+    resolved = {cid: t for cid, t in resolver.sent.items() if cid in ids}
+    await _wait_all(observer, POINTS, list(resolved), timeout=30)
+
+    def since(event_type: str, sent: dict[str, float]) -> list[float]:
+        seen = observer.arrivals[event_type]
+        return [1000 * (seen[c] - wall) for c, wall in sent.items() if c in seen]
+
+    routed, points = since(ROUTED, ids), since(POINTS, resolved)
+    return {
+        **describe(result), "rate": rate, "routed_ms": latency_summary(routed),
+        # Where the time goes: intake's half (POST -> complaint.received.v1 on the broker).
+        "received_ms": latency_summary(since(RECEIVED, ids)), "resolve_to_points_ms": latency_summary(points),
+        "post_ms": latency_summary(result.latencies_ms), "complaints": len(ids), "routed": len(routed),
+        "resolved": len(resolved), "points": len(points), "resolve_failures": dict(resolver.failures),
+        "resolve_samples": resolver.samples,
+    }
