@@ -124,7 +124,6 @@ def stack_env(database_url: str, bootstrap: str, data_dir: Path, **extra: str) -
         # a real broker answers at once. A short wait keeps the mock's artefact out of the latency
         # figures, but every idle consumer then polls that often (BENCH_FETCH_MAX_WAIT_MS to compare).
         env[f"{prefix}_KAFKA_FETCH_MAX_WAIT_MS"] = FETCH_MAX_WAIT_MS
-        env[f"{prefix}_KAFKA_LINGER_MS"] = "1"
         env[f"{prefix}_KAFKA_ASSIGNOR_DELAY_MS"] = "0"
         # One benchmark agent resolves hundreds of cases a second: lift the per-operator limit.
         env[f"{prefix}_OPERATOR_RATE_PER_SECOND"] = "1000000"

@@ -50,7 +50,11 @@ class ServiceSettings(BaseSettings):
     )
     kafka_bootstrap_servers: str = Field(default="", description="host:port list; empty: read data_dir/broker.txt")
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
-    kafka_linger_ms: int = Field(default=5, ge=0, le=1_000)
+    kafka_linger_ms: int = Field(
+        default=0, ge=0, le=1_000,
+        # The relay hands the producer a whole batch and waits for it; a linger only delays every hop.
+        description="How long the producer holds a batch for more messages before sending it.",
+    )
     kafka_max_batch: int = Field(default=500, ge=1, le=10_000)
     kafka_partition_concurrency: int = Field(
         default=2, ge=1, le=32,
