@@ -1,5 +1,10 @@
 """Idempotent event consumers: inbox in the effect's transaction, offsets committed after it.
 
+A fetch's inbox rows are written with its effects, at commit; redelivery is rare, and an event
+handled before makes that commit fail on the inbox's key, so the fetch is rolled back and handled
+again claiming its inbox rows first, which skips it. Handlers must therefore only write through the
+transaction they are given: an attempt may be rolled back and run again.
+
 Each service runs one consumer group (``redress-<service>``). A fetched batch of one partition is
 handled in one transaction (fast path); if anything in it fails, its events are handled one by one
 with bounded retries and backoff, and an event that still fails goes to the dead-letter topic with
