@@ -23,7 +23,7 @@ from shared.events.loyalty import PointsChanged
 from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.topics import Topic
-from tests.support.schemas import fresh_schema, sqlite_file
+from tests.support.schemas import capture_statements, fresh_schema, sqlite_file
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -95,13 +95,6 @@ async def inbox_count(db: Database) -> int:
         return int(await conn.scalar(sa.select(sa.func.count()).select_from(db.tables.inbox)) or 0)
 
 
-def statements(db: Database) -> list[str]:
-    """The SQL text of every statement the engine runs from now on."""
-    seen: list[str] = []
-    sa.event.listen(db.engine.sync_engine, "before_cursor_execute",
-                    lambda _c, _cur, statement, *_rest: seen.append(statement))
-    return seen
-
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 @pytest.mark.parametrize("batch_form", [True, False], ids=["batch form", "one by one"])
@@ -112,7 +105,7 @@ async def test_a_redelivered_event_has_one_effect_and_the_new_ones_of_its_fetch_
     db = pg_db if backend == "postgresql" else sqlite_db
     subject = consumer(db, bus, batch_form)
     (a, a_id), (b, b_id), (c, c_id) = points(0), points(1), points(2)
-    seen = statements(db)
+    seen = capture_statements(db)
     await subject.process([a, b])
     # New events: the effects were written before anything touched the inbox (it went in at commit).
     first_inbox = next(n for n, text in enumerate(seen) if "inbox" in text)

@@ -22,7 +22,7 @@ from shared.outbox import Emitter
 from shared.settings import ServiceSettings
 from shared.topics import Topic
 from tests.support.events import EventTap
-from tests.support.schemas import fresh_schema, sqlite_file
+from tests.support.schemas import capture_statements, fresh_schema, sqlite_file
 
 metadata = sa.MetaData()
 tables = add_delivery_tables(metadata)
@@ -62,13 +62,6 @@ async def stored(db: Database) -> list[dict[str, Any]]:
     async with db.engine.connect() as conn:
         return [dict(r) for r in (await conn.execute(sa.select(items).order_by(items.c.n))).mappings()]
 
-
-def capture_statements(db: Database) -> list[str]:
-    """The SQL text of every statement the engine runs from now on."""
-    seen: list[str] = []
-    sa.event.listen(db.engine.sync_engine, "before_cursor_execute",
-                    lambda _c, _cur, statement, *_rest: seen.append(statement))
-    return seen
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

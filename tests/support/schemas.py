@@ -39,3 +39,11 @@ async def sqlite_file(path: Path, metadata: sa.MetaData, tables: DeliveryTables)
         await conn.run_sync(metadata.create_all)
     yield Database(engine, tables, None)
     await engine.dispose()
+
+
+def capture_statements(db: Database) -> list[str]:
+    """The SQL text of every statement ``db``'s engine runs from now on."""
+    seen: list[str] = []
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_rest: seen.append(statement))
+    return seen
